@@ -1,0 +1,162 @@
+"""Attachments: stable file names, decoded bytes, sha256, and Outlook TNEF (`winmail.dat`) unpacking.
+
+A part's file name is taken, in order, from: Content-Disposition `filename` (RFC 2183, RFC 2231 extended and
+continued values, RFC 2047 encoded words as real mail writes them), Content-Type `name`, the last path segment of
+Content-Location (RFC 2557), the Content-ID's local part (RFC 2392), and last a name made from the MIME type
+(`image.png`, `calendar.ics`, `attachment.bin`), numbered when it repeats. Attached messages (`message/rfc822`)
+are named after their own Subject. Never a random name: the same message always gives the same names.
+TNEF is unpacked with tnefparse; the original `winmail.dat` is kept next to the files it held.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import hashlib
+import logging
+import mimetypes
+import posixpath
+import re
+from urllib.parse import unquote, urlsplit
+
+from .charsets import clean_text, decode_bytes
+from .headers import decode_header, raw_bytes, unfold
+from .model import Attachment
+from .params import ParamValue
+
+log = logging.getLogger(__name__)
+
+_BUILTIN_TYPES = mimetypes.MimeTypes(filenames=())   # the standard library's table only: stable on every machine
+_EXTENSIONS = {
+    'image/jpeg': '.jpg', 'image/jpg': '.jpg', 'image/pjpeg': '.jpg', 'image/png': '.png', 'image/gif': '.gif',
+    'text/plain': '.txt', 'text/html': '.html', 'text/calendar': '.ics', 'text/x-vcard': '.vcf', 'text/vcard': '.vcf',
+    'message/rfc822': '.eml', 'message/delivery-status': '.txt', 'text/rfc822-headers': '.txt',
+    'message/disposition-notification': '.txt', 'message/feedback-report': '.txt',
+    'application/octet-stream': '.bin', 'application/pgp-signature': '.asc', 'application/pkcs7-signature': '.p7s',
+    'application/x-pkcs7-signature': '.p7s', 'application/pkcs7-mime': '.p7m', 'application/ms-tnef': '.dat',
+    'application/vnd.ms-tnef': '.dat', 'text/enriched': '.txt', 'text/richtext': '.txt', 'text/rtf': '.rtf',
+    'application/rtf': '.rtf', 'audio/mpeg': '.mp3', 'video/quicktime': '.mov',
+}
+_STEMS = {'text/calendar': 'calendar', 'message/delivery-status': 'delivery-status',
+          'text/rfc822-headers': 'message-headers', 'message/disposition-notification': 'disposition-notification',
+          'message/feedback-report': 'feedback-report', 'application/pgp-signature': 'signature',
+          'application/pkcs7-signature': 'smime', 'application/x-pkcs7-signature': 'smime',
+          'application/pkcs7-mime': 'smime', 'application/ms-tnef': 'winmail', 'application/vnd.ms-tnef': 'winmail',
+          'text/x-vcard': 'contact', 'text/vcard': 'contact'}
+_MAIN_STEMS = {'image': 'image', 'audio': 'audio', 'video': 'video', 'text': 'text', 'message': 'message'}
+_HAS_EXTENSION = re.compile(r'\.[A-Za-z0-9]{1,5}$')
+_UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f]+')
+_TNEF_TYPES = {'application/ms-tnef', 'application/vnd.ms-tnef'}
+MAX_NAME_LENGTH = 255
+
+
+def make_attachment(data: bytes, filename: str, content_type: str, content_id: str | None,
+                    inline: bool) -> Attachment:
+    return Attachment(filename=filename, content_type=content_type, content_id=content_id, inline=inline,
+                      sha256=hashlib.sha256(data).hexdigest(), data=data)
+
+
+def clean_filename(name: str) -> str:
+    """A file name without directories, control characters or surrounding white space."""
+    name = _UNSAFE_NAME_CHARS.sub(' ', clean_text(name))
+    name = name.replace('\\', '/').rsplit('/', 1)[-1]
+    name = re.sub(r'\s+', ' ', name).strip().strip('.').strip()
+    return name[:MAX_NAME_LENGTH]
+
+
+def param_filename(param: ParamValue | None, fallbacks: Iterable[str]) -> str:
+    """A `filename`/`name` parameter as text: RFC 2231 charset first, then RFC 2047 and 8-bit repair."""
+    if param is None:
+        return ''
+    if param.extended:
+        text, _ = decode_bytes(param.data, param.charset, fallbacks)
+        if '=?' in text:
+            text = decode_header(text.encode('utf-8'), fallbacks)
+        return clean_filename(text)
+    return clean_filename(decode_header(param.data, fallbacks))
+
+
+def location_filename(value) -> str:
+    """The last path segment of a Content-Location URL."""
+    if not value:
+        return ''
+    text = unfold(raw_bytes(value)).decode('utf-8', 'replace').strip()
+    try:
+        path = urlsplit(text).path or text
+    except ValueError:
+        path = text
+    return clean_filename(unquote(posixpath.basename(path.rstrip('/'))))
+
+
+def content_id_filename(content_id: str | None, content_type: str) -> str:
+    """`<image001.png@01D2...>` gives `image001.png`; a local part without extension gets the type's."""
+    if not content_id:
+        return ''
+    local = clean_filename(content_id.split('@', 1)[0])
+    if not local:
+        return ''
+    return local if _HAS_EXTENSION.search(local) else local + extension_for(content_type)
+
+
+def extension_for(content_type: str) -> str:
+    return _EXTENSIONS.get(content_type) or _BUILTIN_TYPES.guess_extension(content_type, strict=False) or '.bin'
+
+
+def type_filename(content_type: str) -> str:
+    """A readable name made from the MIME type alone: `image.png`, `calendar.ics`, `attachment.pdf`."""
+    stem = _STEMS.get(content_type) or _MAIN_STEMS.get(content_type.split('/', 1)[0], 'attachment')
+    return stem + extension_for(content_type)
+
+
+def message_filename(subject: str) -> str:
+    """An attached message is named after its Subject: `Your order.eml`."""
+    name = clean_filename(subject.replace('/', '-').replace('\\', '-'))[:MAX_NAME_LENGTH - 4]
+    return (name or 'message') + '.eml'
+
+
+def number_repeated(name: str, taken: set[str]) -> str:
+    """`image.png` again becomes `image1.png`, then `image2.png`."""
+    if name not in taken:
+        return name
+    stem, dot, ext = name.rpartition('.')
+    if not dot:
+        stem, ext = name, ''
+    for counter in range(1, 10000):
+        candidate = '%s%d%s' % (stem, counter, '.' + ext if dot else '')
+        if candidate not in taken:
+            return candidate
+    return name
+
+
+def is_tnef(content_type: str, filename: str) -> bool:
+    return content_type in _TNEF_TYPES or filename.lower() == 'winmail.dat'
+
+
+def unpack_tnef(data: bytes) -> tuple[list[Attachment], str | None]:
+    """The files inside an Outlook TNEF stream, and a defect note when it cannot be read."""
+    try:
+        import tnefparse
+        tnef = tnefparse.TNEF(data, do_checksum=False)
+    except Exception as exc:   # tnefparse raises bare ValueError/struct.error/IndexError on malformed input
+        return [], 'TNEF not readable: %s' % type(exc).__name__
+    found = []
+    for item in tnef.attachments:
+        payload = item.data if isinstance(item.data, bytes) else bytes(item.data or b'')
+        name = _tnef_name(item) or type_filename('application/octet-stream')
+        content_type = _BUILTIN_TYPES.guess_type(name, strict=False)[0] or 'application/octet-stream'
+        found.append(make_attachment(payload, name, content_type, None, False))
+    return found, None
+
+
+def _tnef_name(item) -> str:
+    for getter in (getattr(item, 'long_filename', None), lambda: getattr(item, 'name', None)):
+        try:
+            name = getter() if getter else None
+        except Exception:   # tnefparse decodes names lazily and raises on broken ones
+            name = None
+        if isinstance(name, bytes):
+            name = decode_bytes(name, None)[0]
+        if name:
+            cleaned = clean_filename(name)
+            if cleaned:
+                return cleaned
+    return ''

@@ -1,0 +1,183 @@
+"""`parse_message`: raw RFC 822 bytes in, a `ParsedMail` out. The ingest stage's one entry point.
+
+The MIME structure comes from the standard library's `email` package (compat32 policy, which keeps raw 8-bit
+bytes as surrogate escapes so nothing is lost before our repairs); dates fall back to mail-parser's RFC 5322
+reader; everything a peer parser gets wrong is repaired in `headers`, `charsets`, `parts` and `attachments`.
+Limits (message size, MIME depth and part count, HTML size) make hostile input cost bounded time: what is past a
+limit is left out with a defect, never a crash or a hang. Input that is not a message at all raises
+`NotAMessage` with the reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import email.parser
+import email.policy
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+from . import classify
+from .charsets import clean_text
+from .headers import decode_unstructured, parse_addresses, parse_date, parse_message_id, parse_message_ids, raw_bytes, unfold
+from .model import Address, ParsedMail
+from .parts import DeclaredCharsets, WalkLimits, iter_parts, walk
+from .sanitize import html_to_text, sanitize_html
+from .structure import repair_header_folding
+
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+class NotAMessage(ValueError):
+    """The input is not an RFC 822 message at all (empty, binary, an Outlook .msg file...)."""
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_depth: int = 40
+    max_parts: int = 1000
+    max_html_bytes: int = 4 * 1024 * 1024
+    max_html_to_text_bytes: int = 1024 * 1024
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+_MAGIC = (
+    (b'\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1', 'an Outlook .msg file (OLE2 compound document), not an RFC 822 message'),
+    (b'%PDF-', 'a PDF document, not an RFC 822 message'),
+    (b'PK\x03\x04', 'a ZIP archive, not an RFC 822 message'),
+    (b'\x89PNG', 'a PNG image, not an RFC 822 message'),
+    (b'GIF8', 'a GIF image, not an RFC 822 message'),
+    (b'\xff\xd8\xff', 'a JPEG image, not an RFC 822 message'),
+    (b'\x1f\x8b', 'gzip-compressed data, not an RFC 822 message'),
+    (b'BZh', 'bzip2-compressed data, not an RFC 822 message'),
+)
+_HEADER_LINE = re.compile(rb'^[\x21-\x39\x3b-\x7e]{1,200}[ \t]*:')
+_LEADING_BLANK_LINES = re.compile(rb'(?:[ \t]*\r?\n)+')
+
+
+def reject_non_message(raw: bytes) -> None:
+    """Raise NotAMessage unless `raw` starts like an RFC 822 message (optionally after an mbox `From ` line)."""
+    if not raw.strip():
+        raise NotAMessage('empty file')
+    for magic, reason in _MAGIC:
+        if raw.startswith(magic):
+            raise NotAMessage(reason)
+    head = strip_leading_blank_lines(raw[:4096])
+    if head.count(b'\x00') > 16:
+        raise NotAMessage('binary data (NUL bytes), not an RFC 822 message')
+    lines = head.split(b'\n', 2)
+    first = lines[1] if lines[0].startswith(b'From ') and len(lines) > 1 else lines[0]
+    if not _HEADER_LINE.match(first):
+        raise NotAMessage('no RFC 822 header at the start (first line: %r)' % first[:60].decode('latin-1'))
+
+
+def strip_leading_blank_lines(raw: bytes) -> bytes:
+    """Lines of white space before the first header (seen in saved files) would read as an empty header."""
+    blank = _LEADING_BLANK_LINES.match(raw)
+    return raw[blank.end():] if blank else raw
+
+
+def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
+    """Parse one message. Raises NotAMessage for input that is not a message; never raises otherwise."""
+    reject_non_message(raw)
+    defects: list[str] = []
+    size = len(raw)
+    if size > limits.max_message_bytes:
+        defects.append('message of %d bytes exceeds the %d byte limit; only the first %d bytes were parsed'
+                       % (size, limits.max_message_bytes, limits.max_message_bytes))
+        raw = raw[:limits.max_message_bytes]
+    message = _parse_structure(repair_header_folding(strip_leading_blank_lines(raw)), defects)
+    if not message.keys():
+        raise NotAMessage('no RFC 822 header fields found')
+    return _build(message, limits, defects, size)
+
+
+def _parse_structure(raw: bytes, defects: list[str]) -> Message:
+    try:
+        return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
+    except RecursionError:
+        defects.append('MIME structure nested too deeply to parse; only the header was read')
+        return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+
+
+def _header_index(message: Message) -> dict[str, list]:
+    index: dict[str, list] = {}
+    for name, value in message.raw_items():
+        index.setdefault(name.lower(), []).append(value)
+    return index
+
+
+def _build(message: Message, limits: ParseLimits, defects: list[str], size: int) -> ParsedMail:
+    headers = _header_index(message)
+    fallbacks = DeclaredCharsets(message, limits.max_parts)
+    walked = walk(message, WalkLimits(limits.max_depth, limits.max_parts), fallbacks)
+    defects.extend(walked.defects)
+    defects.extend(_stdlib_defects(message, limits.max_parts))
+    html = _clean_html('\n'.join(walked.html), limits, defects) if walked.html else None
+    text = '\n'.join(walked.plain)
+    if not text.strip() and html:
+        text = _text_from_html(html, limits, defects)
+    subject = decode_unstructured(_first(headers, 'subject'), fallbacks)
+    sender = _sender(headers, fallbacks)
+    content_type = message.get_content_type()
+    rtype = classify.report_type(message, content_type)
+    return ParsedMail(
+        message_id=parse_message_id(_first(headers, 'message-id')) if 'message-id' in headers else None,
+        subject=subject,
+        from_=sender,
+        to=tuple(parse_addresses(headers.get('to', []), fallbacks)),
+        cc=tuple(parse_addresses(headers.get('cc', []), fallbacks)),
+        reply_to=tuple(parse_addresses(headers.get('reply-to', []), fallbacks)),
+        date=parse_date(_first(headers, 'date')),
+        in_reply_to=tuple(parse_message_ids(_first(headers, 'in-reply-to'))),
+        references=tuple(parse_message_ids(' '.join(_texts(headers.get('references', []))))),
+        text=text,
+        html=html,
+        attachments=tuple(walked.attachments),
+        auto_submitted=classify.auto_submitted_reason(headers, content_type, rtype),
+        bounce=classify.bounce_report(sender, subject, text, content_type, rtype, walked.reports, walked.enclosed),
+        defects=tuple(dict.fromkeys(defects)),
+        raw_headers=tuple((name, str(value)) for name, value in message.raw_items()),
+        size=size,
+    )
+
+
+def _first(headers: dict[str, list], name: str):
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def _texts(values: list) -> list[str]:
+    return [unfold(raw_bytes(v)).decode('utf-8', 'replace') for v in values]
+
+
+def _sender(headers: dict[str, list], fallbacks: Iterable[str]) -> Address | None:
+    """The first mailbox of the first From header that has one (duplicate From headers happen), else Sender."""
+    for name in ('from', 'sender'):
+        for value in headers.get(name, []):
+            found = parse_addresses([value], fallbacks)
+            if found:
+                return found[0]
+    return None
+
+
+def _clean_html(html: str, limits: ParseLimits, defects: list[str]) -> str:
+    if len(html) > limits.max_html_bytes:
+        defects.append('HTML body of %d characters cut to %d before sanitising' % (len(html), limits.max_html_bytes))
+        html = html[:limits.max_html_bytes]
+    return sanitize_html(html)
+
+
+def _text_from_html(html: str, limits: ParseLimits, defects: list[str]) -> str:
+    if len(html) > limits.max_html_to_text_bytes:
+        defects.append('HTML body too large to convert to text in full; converted the first %d characters'
+                       % limits.max_html_to_text_bytes)
+        html = html[:limits.max_html_to_text_bytes]
+    return clean_text(html_to_text(html))
+
+
+def _stdlib_defects(message: Message, max_parts: int) -> list[str]:
+    """The standard library's own findings (missing boundaries, bad base64...), by class name."""
+    return [type(defect).__name__ for part in iter_parts(message, max_parts) for defect in part.defects]

@@ -1,0 +1,344 @@
+"""The MIME walk (RFC 2045/2046/2183/2387): which parts are the message's own text and HTML body, and which
+are attachments.
+
+Rules, applied to every message alike:
+  * the body is every `text/plain` and `text/html` part of the message itself, in MIME order, that is not
+    marked `attachment` and carries no file name; parts inside an attached message (`message/rfc822`) are that
+    message's, not ours, so the attached message is one attachment;
+  * every other leaf part is an attachment, nameless binary parts included; a `message/delivery-status` report
+    is one attachment;
+  * a body part's charset comes from its Content-Type, else from an HTML `<meta charset>`, and is repaired by
+    `charsets.decode_bytes`; `format=flowed` text (RFC 3676) is joined back into paragraphs;
+  * nesting deeper than the limit and parts beyond the limit are skipped with a defect, never a crash.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import email.generator
+import functools
+import email.parser
+import email.policy
+import io
+import re
+from dataclasses import dataclass, field, replace
+from email.message import Message
+
+from . import attachments as att
+from .charsets import decode_bytes
+from .headers import decode_unstructured, raw_bytes, unfold
+from .model import Attachment
+from .params import main_value, parse_params
+from .structure import needs_boundary_repair, reparse_with_boundary, sniff_boundary
+
+_BODY_TYPES = ('text/plain', 'text/html')
+_META_CHARSET = re.compile(rb'<meta[^>]{0,200}?charset\s*=\s*["\']?\s*([A-Za-z0-9_.:-]{2,40})', re.I)
+_FLOWED_SOFT_BREAK = re.compile(r'(?<! -- ) \n(?!>)')
+
+
+@dataclass(frozen=True)
+class WalkLimits:
+    max_depth: int
+    max_parts: int
+
+
+@dataclass
+class WalkResult:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    reports: list[Message] = field(default_factory=list)     # message/delivery-status parts, for classify
+    enclosed: list[Message] = field(default_factory=list)    # attached messages and header blocks, for classify
+
+
+_CONTENT_HEADERS = frozenset({'content-type', 'content-disposition', 'content-id', 'content-location'})
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """The MIME facts of one part, read from its raw headers in a single pass; parameters parsed on demand."""
+    content_type: str
+    disposition: str
+    content_type_raw: str | None
+    disposition_raw: str | None
+    content_id_raw: str | None
+    location_raw: str | None
+
+    @functools.cached_property
+    def params(self) -> dict:
+        return parse_params(self.content_type_raw)
+
+    @functools.cached_property
+    def disposition_params(self) -> dict:
+        return parse_params(self.disposition_raw)
+
+
+def describe(part: Message) -> PartInfo:
+    found: dict[str, str] = {}
+    for key, value in part.raw_items():
+        name = key.lower()
+        if name in _CONTENT_HEADERS and name not in found:
+            found[name] = value
+    content_type_raw = found.get('content-type')
+    content_type = main_value(content_type_raw) if content_type_raw is not None else part.get_default_type()
+    if content_type.count('/') != 1:
+        content_type = 'text/plain'     # RFC 2045 5.2, as the standard library reads an invalid type
+    disposition_raw = found.get('content-disposition')
+    return PartInfo(content_type=content_type, disposition=main_value(disposition_raw),
+                    content_type_raw=content_type_raw, disposition_raw=disposition_raw,
+                    content_id_raw=found.get('content-id'), location_raw=found.get('content-location'))
+
+
+def part_header(part: Message, name: str):
+    """The first raw value of a header of a part (surrogate-escaped bytes kept), or None."""
+    wanted = name.lower()
+    for key, value in part.raw_items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def iter_parts(message: Message, limit: int):
+    """Every part in MIME order, at most `limit` of them, without recursion (hostile nesting is deep)."""
+    stack = [message]
+    count = 0
+    while stack and count < limit:
+        part = stack.pop()
+        count += 1
+        yield part
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(child for child in reversed(payload) if isinstance(child, Message))
+
+
+class DeclaredCharsets:
+    """Every charset the message's parts declare, in order, for decoding unlabelled 8-bit headers and text.
+
+    Found on first use: most messages are decoded without ever needing them.
+    """
+
+    def __init__(self, message: Message, limit: int):
+        self._message, self._limit, self._found = message, limit, None
+
+    def __iter__(self):
+        if self._found is None:
+            self._found = _find_declared_charsets(self._message, self._limit)
+        return iter(self._found)
+
+
+def _find_declared_charsets(message: Message, limit: int) -> tuple[str, ...]:
+    found = []
+    for part in iter_parts(message, limit):
+        param = parse_params(part_header(part, 'content-type')).get('charset')
+        if param and param.data:
+            label = param.data.decode('ascii', 'replace').strip().lower()
+            if label and label not in found:
+                found.append(label)
+    return tuple(found)
+
+
+def walk(message: Message, limits: WalkLimits, fallbacks: Iterable[str]) -> WalkResult:
+    result = WalkResult()
+    taken_names: set[str] = set()
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        seen += 1
+        if seen > limits.max_parts:
+            result.defects.append('more than %d MIME parts; the rest were not read' % limits.max_parts)
+            break
+        _visit(part, depth, stack, result, taken_names, limits, fallbacks)
+    return result
+
+
+def _visit(part: Message, depth: int, stack: list, result: WalkResult, taken_names: set[str],
+           limits: WalkLimits, fallbacks: Iterable[str]) -> None:
+    info = describe(part)
+    content_type = info.content_type
+    if content_type == 'message/delivery-status':
+        result.reports.append(part)
+        _add(result, taken_names, _leaf_attachment(part, info, _flatten_body(part)))
+        return
+    if part.is_multipart() and content_type.startswith('message/'):
+        _add(result, taken_names, _attached_message(part, info, fallbacks, result))
+        return
+    if content_type.startswith('multipart/') and needs_boundary_repair(part):
+        part = _repair_boundary(part, result)
+    if part.is_multipart():
+        if info.disposition == 'attachment' and depth > 0:
+            _add(result, taken_names, _leaf_attachment(part, info, _flatten_body(part)))
+            return
+        if depth >= limits.max_depth:
+            result.defects.append('MIME nesting deeper than %d; inner parts were not read' % limits.max_depth)
+            return
+        children = part.get_payload()
+        stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
+        return
+    _visit_leaf(part, info, result, taken_names, fallbacks)
+
+
+def _repair_boundary(part: Message, result: WalkResult) -> Message:
+    boundary = sniff_boundary(part.get_payload())
+    fixed = reparse_with_boundary(part, boundary) if boundary else None
+    if fixed is None:
+        return part
+    result.defects.append('multipart boundary did not match the body; recovered delimiter --%s' % boundary)
+    return fixed
+
+
+def _visit_leaf(part: Message, info: PartInfo, result: WalkResult, taken_names: set[str],
+                fallbacks: Iterable[str]) -> None:
+    content_type, disposition = info.content_type, info.disposition
+    filename = _declared_filename(info, fallbacks)
+    is_text_like = content_type in _BODY_TYPES or content_type.startswith('multipart/')
+    if is_text_like and disposition != 'attachment' and not filename:
+        _add_body(part, content_type, info.params, result, fallbacks)
+        return
+    if content_type in _BODY_TYPES and disposition == 'inline':
+        _add_body(part, content_type, info.params, result, fallbacks)   # RFC 2183: shown in the body, and a file
+    if content_type == 'text/rfc822-headers':
+        result.enclosed.append(_headers_only(part))
+    if content_type == 'message/rfc822':      # an attached message the parser could not open (encoded, broken)
+        attachment = _encoded_message(part, info, filename, fallbacks, result)
+    else:
+        attachment = _leaf_attachment(part, info, _payload_bytes(part), filename)
+    _add(result, taken_names, attachment)
+    if att.is_tnef(attachment.content_type, attachment.filename):
+        files, problem = att.unpack_tnef(attachment.data)
+        for found in files:
+            _add(result, taken_names, found)
+        if problem:
+            result.defects.append(problem)
+
+
+def _add(result: WalkResult, taken_names: set[str], attachment: Attachment) -> None:
+    """Keep an attachment; a name made from its MIME type is numbered when an earlier part has it already."""
+    if attachment.filename in taken_names and attachment.filename == att.type_filename(attachment.content_type):
+        attachment = replace(attachment, filename=att.number_repeated(attachment.filename, taken_names))
+    result.attachments.append(attachment)
+    taken_names.add(attachment.filename)
+
+
+def _add_body(part: Message, content_type: str, params: dict, result: WalkResult, fallbacks) -> None:
+    data = _payload_bytes(part)
+    charset_param = params.get('charset')
+    charset = charset_param.data.decode('ascii', 'replace') if charset_param else None
+    if content_type == 'text/html' and not charset:
+        found = _META_CHARSET.search(data[:4096])
+        charset = found.group(1).decode('ascii') if found else None
+    text, note = decode_bytes(data, charset, fallbacks)
+    if note:
+        result.defects.append('%s part: %s' % (content_type, note))
+    if content_type == 'text/html':
+        result.html.append(text)
+        return
+    if _is_flowed(params):
+        text = unflow(text, _param_text(params, 'delsp') == 'yes')
+    result.plain.append(text)
+
+
+def _is_flowed(params: dict) -> bool:
+    return _param_text(params, 'format') == 'flowed'
+
+
+def _param_text(params: dict, name: str) -> str:
+    value = params.get(name)
+    return value.data.decode('ascii', 'replace').strip().lower() if value else ''
+
+
+def unflow(text: str, delete_space: bool) -> str:
+    """RFC 3676 4.2: join lines that end in a space (a soft break) with the next line, except quoted lines."""
+    lines = text.replace('\r\n', '\n').split('\n')
+    out: list[str] = []
+    joining = False
+    for line in lines:
+        if joining and out:
+            out[-1] += line
+        else:
+            out.append(line)
+        soft = line.endswith(' ') and line != '-- ' and not line.startswith('>')
+        if soft and delete_space:
+            out[-1] = out[-1][:-1]
+        joining = soft
+    return '\n'.join(out)
+
+
+def _payload_bytes(part: Message) -> bytes:
+    """The decoded payload of a leaf part (base64, quoted-printable, uuencode; 8-bit bytes as sent)."""
+    try:
+        data = part.get_payload(decode=True)
+    except (ValueError, TypeError, LookupError, UnicodeError):
+        data = None
+    if data is None:
+        payload = part.get_payload()
+        data = payload.encode('utf-8', 'surrogateescape') if isinstance(payload, str) else b''
+    return data
+
+
+def _flatten_body(part: Message) -> bytes:
+    """The body of a structured part (a delivery report, an attached multipart) as it was on the wire."""
+    if part.is_multipart():
+        return b''.join(flatten(child) for child in part.get_payload() if isinstance(child, Message))
+    return _payload_bytes(part)
+
+
+def flatten(message: Message) -> bytes:
+    """A message or part back to bytes, 8-bit bytes restored, `From ` lines not mangled."""
+    buffer = io.BytesIO()
+    try:
+        email.generator.BytesGenerator(buffer, mangle_from_=False, policy=email.policy.compat32).flatten(message)
+        return buffer.getvalue()
+    except (LookupError, UnicodeError, TypeError, ValueError):
+        headers = ''.join('%s: %s\n' % (k, v) for k, v in message.raw_items())
+        payload = message.get_payload()
+        body = payload if isinstance(payload, str) else ''
+        return (headers + '\n' + body).encode('utf-8', 'surrogateescape')
+
+
+def _leaf_attachment(part: Message, info: PartInfo, data: bytes, filename: str = '',
+                     content_type: str | None = None) -> Attachment:
+    content_type = content_type or info.content_type
+    content_id = _content_id(info.content_id_raw)
+    name = (filename or att.location_filename(info.location_raw)
+            or att.content_id_filename(content_id, content_type) or att.type_filename(content_type))
+    inline = info.disposition == 'inline' or (not info.disposition and content_id is not None)
+    return att.make_attachment(data, name, content_type, content_id, inline)
+
+
+def _attached_message(part: Message, info: PartInfo, fallbacks, result: WalkResult) -> Attachment:
+    inner = part.get_payload(0) if part.get_payload() else None
+    data = flatten(inner) if isinstance(inner, Message) else b''
+    if isinstance(inner, Message):
+        result.enclosed.append(inner)
+    filename = _declared_filename(info, fallbacks)
+    if not filename and info.content_type == 'message/rfc822' and isinstance(inner, Message):
+        filename = att.message_filename(decode_unstructured(part_header(inner, 'subject'), fallbacks))
+    return _leaf_attachment(part, info, data, filename)
+
+
+def _encoded_message(part: Message, info: PartInfo, filename: str, fallbacks, result: WalkResult) -> Attachment:
+    data = _payload_bytes(part)
+    inner = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+    result.enclosed.append(inner)
+    if not filename:
+        filename = att.message_filename(decode_unstructured(part_header(inner, 'subject'), fallbacks))
+    return _leaf_attachment(part, info, data, filename, 'message/rfc822')
+
+
+def _headers_only(part: Message) -> Message:
+    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(_payload_bytes(part))
+
+
+def _declared_filename(info: PartInfo, fallbacks) -> str:
+    return (att.param_filename(info.disposition_params.get('filename'), fallbacks)
+            or att.param_filename(info.params.get('name'), fallbacks))
+
+
+def _content_id(value) -> str | None:
+    if value is None:
+        return None
+    text = unfold(raw_bytes(value)).decode('utf-8', 'replace').replace('\ufffd', '').strip()
+    text = text.strip('<>').strip()
+    return text or None

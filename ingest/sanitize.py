@@ -1,0 +1,110 @@
+"""HTML cleaning by allowlist (nh3, the Python binding of the Rust crate ammonia) and HTML-to-text (html2text).
+
+Policy, shared by inbound mail and outbound replies:
+  * only formatting tags survive; `<script>`, `<style>`, `<title>`, `<xml>`, forms, frames, `<object>` and
+    `<base>` are removed with their contents; comments are dropped;
+  * only presentational attributes survive (no `on*` handlers, no `id`), `style` filtered to layout and
+    typography properties (no `background-image`, no `position`, no `url()` loads);
+  * URLs: http, https, mailto, tel and `cid:`; `data:` only for `<img src="data:image/...">`;
+  * remote images are not loaded automatically: `<img src="https://...">` becomes `<img data-src="https://...">`
+    so a viewer can restore it on request.
+
+bleach is not used: its maintainers ended it on 2026-06-05 with no further releases, security fixes included;
+measured here it was about 20 times slower than nh3 and left the text of `<script>`/`<style>` in its output.
+"""
+from __future__ import annotations
+
+import re
+
+import html2text
+import nh3
+
+_TAGS = {
+    'a', 'abbr', 'address', 'article', 'aside', 'b', 'bdi', 'bdo', 'big', 'blockquote', 'br', 'caption', 'center',
+    'cite', 'code', 'col', 'colgroup', 'dd', 'del', 'details', 'dfn', 'div', 'dl', 'dt', 'em', 'figcaption',
+    'figure', 'font', 'footer', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header', 'hr', 'i', 'img', 'ins', 'kbd', 'li',
+    'mark', 'ol', 'p', 'pre', 'q', 's', 'samp', 'section', 'small', 'span', 'strike', 'strong', 'sub', 'summary',
+    'sup', 'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'time', 'tr', 'tt', 'u', 'ul', 'var', 'wbr',
+}
+_DROPPED_WITH_CONTENT = {'script', 'style', 'title', 'xml', 'form', 'iframe', 'frame', 'frameset', 'object',
+                         'embed', 'applet', 'noscript', 'template', 'svg', 'math', 'select', 'textarea', 'button'}
+_COMMON_ATTRIBUTES = {'style', 'class', 'dir', 'lang', 'title', 'align', 'valign', 'width', 'height', 'bgcolor',
+                      'color', 'border', 'cellpadding', 'cellspacing', 'colspan', 'rowspan', 'nowrap', 'face',
+                      'size', 'span', 'start', 'type', 'datetime', 'summary', 'abbr', 'scope', 'headers'}
+_TAG_ATTRIBUTES = {'*': _COMMON_ATTRIBUTES, 'a': {'href', 'name', 'target'}, 'img': {'src', 'alt', 'hspace', 'vspace'},
+                   'ol': {'reversed'}}
+_STYLE_PROPERTIES = {
+    'color', 'background-color', 'font', 'font-family', 'font-size', 'font-style', 'font-variant', 'font-weight',
+    'text-align', 'text-decoration', 'text-indent', 'text-transform', 'line-height', 'letter-spacing',
+    'word-spacing', 'white-space', 'vertical-align', 'direction', 'unicode-bidi',
+    'margin', 'margin-top', 'margin-right', 'margin-bottom', 'margin-left',
+    'padding', 'padding-top', 'padding-right', 'padding-bottom', 'padding-left',
+    'border', 'border-top', 'border-right', 'border-bottom', 'border-left', 'border-color', 'border-style',
+    'border-width', 'border-collapse', 'border-spacing', 'border-radius',
+    'width', 'height', 'max-width', 'min-width', 'max-height', 'min-height', 'display', 'float', 'clear',
+    'list-style-type', 'table-layout', 'caption-side', 'empty-cells', 'overflow', 'text-overflow',
+}
+_URL_SCHEMES = {'http', 'https', 'mailto', 'tel', 'cid'}
+_MARKDOWN_ESCAPE = re.compile(r'\\([\\`*_{}\[\]()#+\-.!])')   # html2text's Markdown escapes, undone exactly
+_DATA_URL = re.compile(r'[dD][aA][tT][aA]:')
+_REMOTE_IMAGE_SRC = re.compile(r' src="(?=https?:)', re.I)
+
+
+def _keep_data_urls_on_images_only(tag: str, attribute: str, value: str):
+    if value[:5].lower() == 'data:' or value.lstrip()[:5].lower() == 'data:':
+        if tag == 'img' and attribute == 'src' and value.lstrip()[:11].lower() == 'data:image/' \
+                and 'svg' not in value[:30].lower():
+            return value
+        return None
+    return value
+
+
+def _cleaner(allow_data_images: bool) -> nh3.Cleaner:
+    return nh3.Cleaner(tags=_TAGS, clean_content_tags=_DROPPED_WITH_CONTENT, attributes=_TAG_ATTRIBUTES,
+                       attribute_filter=_keep_data_urls_on_images_only if allow_data_images else None,
+                       url_schemes=_URL_SCHEMES | {'data'} if allow_data_images else _URL_SCHEMES,
+                       filter_style_properties=_STYLE_PROPERTIES, strip_comments=True,
+                       link_rel='noopener noreferrer')
+
+
+# Two cleaners: the per-attribute Python callback that admits `data:` on images only costs as much as the rest
+# of the cleaning, so it runs only for HTML that contains `data:` at all.
+_CLEANER = _cleaner(allow_data_images=False)
+_CLEANER_WITH_DATA_IMAGES = _cleaner(allow_data_images=True)
+
+
+def sanitize_html(html: str) -> str:
+    """Clean untrusted HTML by the allowlist above and defer remote images to `data-src`."""
+    cleaner = _CLEANER_WITH_DATA_IMAGES if _DATA_URL.search(html) else _CLEANER
+    return defer_remote_images(cleaner.clean(html))
+
+
+def defer_remote_images(cleaned: str) -> str:
+    """`<img src="http...">` becomes `<img data-src="http...">` in nh3's output (lower-case tags, quoted values)."""
+    start = cleaned.find('<img ')
+    if start < 0:
+        return cleaned
+    pieces, pos = [], 0
+    while start >= 0:
+        end = cleaned.find('>', start)
+        if end < 0:
+            break
+        pieces.append(cleaned[pos:start])
+        pieces.append(_REMOTE_IMAGE_SRC.sub(' data-src="', cleaned[start:end]))
+        pos = end
+        start = cleaned.find('<img ', end)
+    pieces.append(cleaned[pos:])
+    return ''.join(pieces)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML (html2text, no line wrapping); quoted blocks become `> ` lines."""
+    converter = html2text.HTML2Text(bodywidth=0)
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    converter.ignore_links = True
+    converter.ignore_tables = True
+    converter.unicode_snob = True
+    converter.single_line_break = False
+    text = _MARKDOWN_ESCAPE.sub(r'\1', converter.handle(html))
+    return text.strip('\n') + ('\n' if text.strip() else '')
