@@ -53,7 +53,10 @@ _MAGIC = (
     (b'\x1f\x8b', 'gzip-compressed data, not an RFC 822 message'),
     (b'BZh', 'bzip2-compressed data, not an RFC 822 message'),
 )
-_HEADER_LINE = re.compile(rb'^[\x21-\x39\x3b-\x7e]{1,200}[ \t]*:')
+_HEADER_LINE = re.compile(rb'^[A-Za-z][A-Za-z0-9_.-]{0,200}[ \t]*:')
+_KNOWN_FIELD = re.compile(rb'(?:^|\n)(?:from|to|cc|subject|date|message-id|received|return-path|mime-version|'
+                          rb'content-type|delivered-to|x-original-to|sender|reply-to|in-reply-to|references|'
+                          rb'content-transfer-encoding|x-mailer|newsgroups|resent-from|x-sender)[ \t]*:', re.I)
 _LEADING_BLANK_LINES = re.compile(rb'(?:[ \t]*\r?\n)+')
 
 
@@ -71,6 +74,9 @@ def reject_non_message(raw: bytes) -> None:
     first = lines[1] if lines[0].startswith(b'From ') and len(lines) > 1 else lines[0]
     if not _HEADER_LINE.match(first):
         raise NotAMessage('no RFC 822 header at the start (first line: %r)' % first[:60].decode('latin-1'))
+    header_block = strip_leading_blank_lines(raw[:65536]).split(b'\n\n', 1)[0].split(b'\r\n\r\n', 1)[0]
+    if not _KNOWN_FIELD.search(header_block):
+        raise NotAMessage('no RFC 5322 or MIME header field (From, To, Subject, Date, Content-Type...) at the start')
 
 
 def strip_leading_blank_lines(raw: bytes) -> bytes:

@@ -1,15 +1,23 @@
 """The `postdesk` command line: argument parsing and dispatch to the commands.
 
-Exit status: 0 success, 1 when some input was not handled (a file that is not a message, a quarantined
-message), 2 for usage errors (argparse's own convention).
+Exit status: 0 success; 1 when some input was not handled (a file that is not a message, a quarantined
+message); 2 for usage errors (argparse's convention, unknown mailbox, missing path, bad configuration);
+75 (EX_TEMPFAIL) when the database cannot be reached: nothing was lost, run it again later.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from ingest import NotAMessage, ParsedMail, error_json, parse_message
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_TEMPFAIL = 0, 1, 2, 75
+
+
+class UsageError(Exception):
+    """Arguments that name something that does not exist (exit status 2)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,21 +25,97 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, 'handler', None):
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO if getattr(args, 'verbose', False) else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    from .config import ConfigError
+    from .db import DatabaseUnavailable
     try:
         return args.handler(args)
+    except (UsageError, ConfigError) as exc:
+        sys.stderr.write('postdesk: %s\n' % exc)
+        return EXIT_USAGE
+    except DatabaseUnavailable as exc:
+        sys.stderr.write('postdesk: %s\n' % exc)
+        return EXIT_TEMPFAIL
     except BrokenPipeError:
-        return 1
+        return EXIT_INCOMPLETE
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='postdesk', description='Email ingestion and ticketing pipeline.')
+    parser.add_argument('--config', help='TOML configuration file (default: $POSTDESK_CONFIG)')
+    parser.add_argument('-v', '--verbose', action='store_true', help='log what happens')
     commands = parser.add_subparsers(title='commands', metavar='COMMAND')
+
     parse = commands.add_parser('parse', help='show what postdesk sees in message files (no database)')
     parse.add_argument('--json', action='store_true', help='one JSON object per file per line')
     parse.add_argument('files', nargs='+', metavar='FILE')
     parse.set_defaults(handler=run_parse)
+
+    initdb = commands.add_parser('initdb', help='create or upgrade the database schema')
+    initdb.set_defaults(handler=run_initdb)
+
+    replay = commands.add_parser('replay', help='store .eml files, folders, mbox files and Maildirs as tickets')
+    replay.add_argument('--mailbox', metavar='ADDRESS', help='deliver every message to this mailbox')
+    replay.add_argument('--json', action='store_true', help='one JSON object per message')
+    replay.add_argument('paths', nargs='+', metavar='PATH')
+    replay.set_defaults(handler=run_replay)
+
+    mailbox = commands.add_parser('mailbox', help='mailboxes mail is delivered to').add_subparsers(metavar='ACTION')
+    add = mailbox.add_parser('add', help='add a mailbox')
+    add.add_argument('address')
+    add.add_argument('--name', default='')
+    add.add_argument('--category', default='')
+    add.add_argument('--priority', default='Medium')
+    add.add_argument('--follow-up', choices=('reopen', 'new-ticket'), default='reopen',
+                     help='what a reply to a closed ticket does (default: reopen it)')
+    add.add_argument('--default', action='store_true', help='deliver mail for no known mailbox here')
+    add.add_argument('--json', action='store_true')
+    add.set_defaults(handler=run_mailbox_add)
+    listing = mailbox.add_parser('list', help='list mailboxes')
+    listing.add_argument('--json', action='store_true')
+    listing.set_defaults(handler=run_mailbox_list)
+
+    ticket = commands.add_parser('ticket', help='read tickets').add_subparsers(metavar='ACTION')
+    show = ticket.add_parser('show', help='one ticket as a TicketEntity')
+    show.add_argument('ticket_id', type=int, metavar='ID')
+    show.add_argument('--json', action='store_true')
+    show.set_defaults(handler=run_ticket_show)
+    tickets = ticket.add_parser('list', help='all tickets')
+    tickets.add_argument('--json', action='store_true')
+    tickets.set_defaults(handler=run_ticket_list)
+
+    quarantine = commands.add_parser('quarantine', help='messages kept with the reason they are not tickets')
+    held = quarantine.add_subparsers(metavar='ACTION')
+    qlist = held.add_parser('list', help='held messages')
+    qlist.add_argument('--all', action='store_true', help='released ones too')
+    qlist.add_argument('--json', action='store_true')
+    qlist.set_defaults(handler=run_quarantine_list)
+    qshow = held.add_parser('show', help='the reason and headers of one held message')
+    qshow.add_argument('quarantine_id', type=int, metavar='ID')
+    qshow.set_defaults(handler=run_quarantine_show)
+    qretry = held.add_parser('retry', help='run held messages through intake again (all, or those named)')
+    qretry.add_argument('ids', type=int, nargs='*', metavar='ID')
+    qretry.add_argument('--json', action='store_true')
+    qretry.set_defaults(handler=run_quarantine_retry)
     return parser
+
+
+def _config(args):
+    from .config import load_config
+    return load_config(args.config)
+
+
+def _database(config):
+    from .db import open_database
+    conn = open_database(config.database_url, config.embedded_data)
+    conn.autocommit = True
+    return conn
+
+
+def _write_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + '\n')
 
 
 # ---------------------------------------------------------------------------------------------- parse
@@ -92,3 +176,149 @@ def _summary(path: str, parsed: ParsedMail | None, reason: str | None) -> str:
     for defect in parsed.defects:
         lines.append('  Defect:      %s' % defect)
     return '\n'.join(lines) + '\n\n'
+
+
+# --------------------------------------------------------------------------------------------- database
+
+def run_initdb(args) -> int:
+    config = _config(args)
+    conn = _database(config)
+    conn.close()
+    sys.stdout.write('schema is in place\n')
+    return EXIT_OK
+
+
+def run_mailbox_add(args) -> int:
+    from .store import add_mailbox, load_mailboxes
+    conn = _database(_config(args))
+    existing = [m for m in load_mailboxes(conn) if m.address.lower() == args.address.lower()]
+    if existing:                  # idempotent, like mkdir -p: scripts can run it every time
+        mailbox, state = existing[0], 'exists already, unchanged'
+    else:
+        mailbox, state = add_mailbox(conn, args.address, args.name, args.category, args.priority,
+                                     args.follow_up, args.default), 'added'
+    if args.json:
+        _write_json(_mailbox_json(mailbox))
+    else:
+        sys.stdout.write('mailbox %d: %s (%s)\n' % (mailbox.mailbox_id, mailbox.address, state))
+    return EXIT_OK
+
+
+def run_mailbox_list(args) -> int:
+    from .store import load_mailboxes
+    for mailbox in load_mailboxes(_database(_config(args))):
+        if args.json:
+            _write_json(_mailbox_json(mailbox))
+        else:
+            sys.stdout.write('%4d  %-40s %s%s\n' % (mailbox.mailbox_id, mailbox.address, mailbox.name,
+                                                    '  (default)' if mailbox.is_default else ''))
+    return EXIT_OK
+
+
+def _mailbox_json(mailbox) -> dict:
+    return {'MailboxId': mailbox.mailbox_id, 'Address': mailbox.address, 'Name': mailbox.name,
+            'Category': mailbox.category, 'Priority': mailbox.priority, 'FollowUp': mailbox.follow_up,
+            'IsDefault': mailbox.is_default}
+
+
+def run_replay(args) -> int:
+    from .intake import QUARANTINED, Intake
+    from .replay import Progress, print_outcome
+    from .sources import check_paths, iter_messages
+    from .store import load_mailboxes
+    missing = check_paths(args.paths)
+    if missing:
+        raise UsageError('no such file or directory: %s' % ', '.join(missing))
+    config = _config(args)
+    conn = _database(config)
+    mailbox = _named_mailbox(load_mailboxes(conn), args.mailbox) if args.mailbox else None
+    progress = Progress()
+    for outcome in Intake(conn, config, mailbox).run(iter_messages(args.paths)):
+        progress.add(outcome)
+        if args.json:
+            print_outcome(outcome, config, sys.stdout)
+    progress.finish(sys.stderr if args.json else sys.stdout)
+    return EXIT_INCOMPLETE if progress.counts[QUARANTINED] else EXIT_OK
+
+
+def _named_mailbox(mailboxes, address: str):
+    for mailbox in mailboxes:
+        if mailbox.address.lower() == address.lower():
+            return mailbox
+    raise UsageError('no mailbox %s (add it with `postdesk mailbox add %s`)' % (address, address))
+
+
+def run_ticket_show(args) -> int:
+    from .tickets import TicketNotFound, ticket_entity
+    conn = _database(_config(args))
+    try:
+        entity = ticket_entity(conn, args.ticket_id)
+    except TicketNotFound as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        _write_json(entity)
+        return EXIT_OK
+    sys.stdout.write('Ticket %d: %s\n' % (entity['TicketId'], entity['Title']))
+    for key in ('BaseStatus', 'Status', 'CreatedAt', 'LastChanged', 'FromAddress', 'ConnectId', 'NumMessages',
+                'NumReplies', 'HasAttachment'):
+        sys.stdout.write('  %-14s %s\n' % (key + ':', entity[key]))
+    for message in entity['Messages']:
+        sys.stdout.write('  #%d %s %s [%s] %s\n' % (message['TicketMessageId'], message['CreatedAt'][:19],
+                                                    message['Type'], message['ThreadRule'], message['Author']))
+        sys.stdout.write('      %s\n' % message['Subject'])
+    return EXIT_OK
+
+
+def run_ticket_list(args) -> int:
+    from .tickets import list_tickets
+    for ticket in list_tickets(_database(_config(args))):
+        if args.json:
+            _write_json(ticket)
+        else:
+            sys.stdout.write('%6d  %-9s %3d  %s\n' % (ticket['TicketId'], ticket['BaseStatus'],
+                                                      ticket['NumMessages'], ticket['Title']))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- quarantine
+
+def run_quarantine_list(args) -> int:
+    from .quarantine import list_held
+    for held in list_held(_database(_config(args)), args.all):
+        if args.json:
+            _write_json({'QuarantineId': held.quarantine_id, 'CreatedAt': held.created_at.isoformat(),
+                         'Reason': held.reason, 'Source': held.source, 'Mailbox': held.mailbox_hint,
+                         'Size': held.size, 'State': held.state})
+        else:
+            sys.stdout.write('%5d  %s  %-30s %s\n' % (held.quarantine_id, held.created_at.strftime('%Y-%m-%d %H:%M'),
+                                                     held.source[-30:], held.reason))
+    return EXIT_OK
+
+
+def run_quarantine_show(args) -> int:
+    from .quarantine import show
+    found = show(_database(_config(args)), args.quarantine_id)
+    if found is None:
+        raise UsageError('no quarantined message %d' % args.quarantine_id)
+    held, headers = found
+    sys.stdout.write('Quarantined message %d (%s)\n' % (held.quarantine_id, held.state))
+    sys.stdout.write('  Reason:   %s\n  Source:   %s\n  Received: %s\n  Size:     %d bytes\n\n'
+                     % (held.reason, held.source, held.created_at.isoformat(), held.size))
+    sys.stdout.write(headers + '\n')
+    return EXIT_OK
+
+
+def run_quarantine_retry(args) -> int:
+    from .intake import QUARANTINED
+    from .quarantine import retry
+    from .replay import ticket_info
+    config = _config(args)
+    results = retry(_database(config), config, args.ids or None)
+    for quarantine_id, outcome in results:
+        if args.json:
+            _write_json(dict(ticket_info(outcome, config), QuarantineId=quarantine_id))
+        else:
+            sys.stdout.write('%5d  %s%s\n' % (quarantine_id, outcome.outcome,
+                                              ': ' + outcome.reason if outcome.reason else
+                                              ' (ticket %d)' % outcome.ticket.ticket_id if outcome.ticket else ''))
+    return EXIT_INCOMPLETE if any(o.outcome == QUARANTINED for _, o in results) else EXIT_OK

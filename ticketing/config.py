@@ -1,0 +1,104 @@
+"""Configuration, read once at start: an optional TOML file (`--config` or POSTDESK_CONFIG) and environment
+variables, which win over the file. Every setting has a default that works on a developer's machine.
+
+    [database]
+    url = "postgresql://postdesk@127.0.0.1/postdesk"   # DATABASE_URL; unset = embedded PostgreSQL
+    embedded_data = "/var/tmp/postdesk-0/pgdata"      # POSTDESK_PGDATA
+
+    [intake]
+    max_message_bytes = 26214400                      # POSTDESK_MAX_MESSAGE_BYTES
+    batch_size = 100
+
+    [tickets]
+    url_template = "http://localhost:8080/tickets/{ticket_id}"   # POSTDESK_TICKET_URL
+
+Later stages add their own sections (`[smtp]`, `[lmtp]`, `[relay]`); see README.md.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment variable has a value postdesk cannot use."""
+
+
+def default_embedded_data() -> str:
+    """Where the embedded PostgreSQL keeps its data when no DATABASE_URL is set: a per-user folder under
+    /var/tmp, whose parents are already world-traversable (pgserver, run as root, opens every parent folder)."""
+    return '/var/tmp/postdesk-%d/pgdata' % os.getuid()
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str | None = None
+    embedded_data: str = field(default_factory=default_embedded_data)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    batch_size: int = 100
+    ticket_url_template: str = 'http://localhost:8080/tickets/{ticket_id}'
+    extra: dict = field(default_factory=dict)
+
+    def ticket_url(self, ticket_id: int) -> str:
+        return self.ticket_url_template.format(ticket_id=ticket_id)
+
+
+_FILE_KEYS = {
+    ('database', 'url'): 'database_url',
+    ('database', 'embedded_data'): 'embedded_data',
+    ('intake', 'max_message_bytes'): 'max_message_bytes',
+    ('intake', 'batch_size'): 'batch_size',
+    ('tickets', 'url_template'): 'ticket_url_template',
+}
+_ENV_KEYS = {
+    'DATABASE_URL': 'database_url',
+    'POSTDESK_PGDATA': 'embedded_data',
+    'POSTDESK_MAX_MESSAGE_BYTES': 'max_message_bytes',
+    'POSTDESK_TICKET_URL': 'ticket_url_template',
+}
+
+
+def load_config(path: str | None = None, env: dict | None = None) -> Config:
+    """The configuration from the TOML file (if any) with the environment on top."""
+    env = os.environ if env is None else env
+    path = path or env.get('POSTDESK_CONFIG')
+    values: dict = {}
+    extra: dict = {}
+    if path:
+        document = _read_toml(path)
+        extra = document
+        for (section, key), name in _FILE_KEYS.items():
+            if key in document.get(section, {}):
+                values[name] = document[section][key]
+    for variable, name in _ENV_KEYS.items():
+        if env.get(variable):
+            values[name] = env[variable]
+    return Config(**_typed(values), extra=extra)
+
+
+def _read_toml(path: str) -> dict:
+    try:
+        with open(path, 'rb') as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError('cannot read configuration file %s: %s' % (path, exc.strerror)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError('configuration file %s is not valid TOML: %s' % (path, exc)) from exc
+
+
+def _typed(values: dict) -> dict:
+    types = {f.name: f.type for f in fields(Config)}
+    typed = {}
+    for name, value in values.items():
+        if types[name] == 'int':
+            try:
+                value = int(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError('%s must be a whole number, not %r' % (name, value)) from exc
+            if value <= 0:
+                raise ConfigError('%s must be positive, not %r' % (name, value))
+        typed[name] = value
+    return typed

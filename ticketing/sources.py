@@ -1,0 +1,124 @@
+"""Where replayed messages come from: .eml files, directories (recursively), mbox files and Maildirs, recognised by
+content, and streamed one message at a time so memory stays flat for a mailbox of any size.
+
+mbox follows the mboxrd convention (RFC 4155 and qmail's mbox(5)): a message starts at a `From ` line that begins
+the file or follows an empty line; `>From ` lines lose one `>`. A Maildir is a folder with `cur` and `new`
+(`tmp` holds deliveries in progress and is skipped). Hidden files are skipped.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_MBOX_FROM_LINE = re.compile(rb'^From \S*')
+_HEADER_LINE = re.compile(rb'^[\x21-\x39\x3b-\x7e]+[ \t]*:')
+_ESCAPED_FROM = re.compile(rb'^>(>*From )')
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    raw: bytes
+    source: str          # the file, and `#N` (1-based) for the N-th message of an mbox; `smtp`/`lmtp` for intake
+    path: str = ''
+    envelope_from: str | None = None
+    envelope_to: tuple[str, ...] | None = None
+    peer: str | None = None
+    helo: str | None = None
+
+
+class SourceError(OSError):
+    """A path given to replay cannot be read at all (it does not exist, or is not a file or folder)."""
+
+
+def iter_messages(paths: list[str]) -> Iterator[SourceMessage]:
+    for path in paths:
+        if os.path.isdir(path):
+            yield from _iter_directory(path)
+        elif os.path.isfile(path):
+            yield from _iter_file(path)
+        else:
+            raise SourceError('%s: no such file or directory' % path)
+
+
+def check_paths(paths: list[str]) -> list[str]:
+    """The paths that do not exist (a usage error, reported before anything is read)."""
+    return [p for p in paths if not (os.path.isdir(p) or os.path.isfile(p))]
+
+
+def is_maildir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, 'cur')) and os.path.isdir(os.path.join(path, 'new'))
+
+
+def _iter_directory(root: str) -> Iterator[SourceMessage]:
+    if is_maildir(root):
+        yield from _iter_maildir(root)
+        return
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith('.'):
+            continue
+        if entry.is_dir():
+            yield from _iter_directory(entry.path)
+        elif entry.is_file():
+            yield from _iter_file(entry.path)
+
+
+def _iter_maildir(root: str) -> Iterator[SourceMessage]:
+    for sub in ('new', 'cur'):
+        folder = os.path.join(root, sub)
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_file() and not entry.name.startswith('.'):
+                yield SourceMessage(_read(entry.path), entry.path, entry.path)
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):   # Maildir++ sub-folders: .Sent, .Archive
+        if entry.is_dir() and entry.name.startswith('.') and is_maildir(entry.path):
+            yield from _iter_maildir(entry.path)
+
+
+def _iter_file(path: str) -> Iterator[SourceMessage]:
+    if looks_like_mbox(path):
+        yield from iter_mbox(path)
+    else:
+        yield SourceMessage(_read(path), path, path)
+
+
+def _read(path: str) -> bytes:
+    with open(path, 'rb') as handle:
+        return handle.read()
+
+
+def looks_like_mbox(path: str) -> bool:
+    """An mbox starts with a `From ` envelope line followed by a header line."""
+    with open(path, 'rb') as handle:
+        head = handle.read(4096)
+    lines = head.split(b'\n', 2)
+    return (len(lines) >= 2 and _MBOX_FROM_LINE.match(lines[0]) is not None
+            and _HEADER_LINE.match(lines[1]) is not None)
+
+
+def iter_mbox(path: str) -> Iterator[SourceMessage]:
+    """The messages of an mbox file, one at a time."""
+    number = 0
+    lines: list[bytes] = []
+    previous_blank = True
+    with open(path, 'rb') as handle:
+        for line in handle:
+            if previous_blank and _MBOX_FROM_LINE.match(line):
+                if lines or number:
+                    number += 1
+                    yield SourceMessage(_mbox_message(lines), '%s#%d' % (path, number), path)
+                lines = []
+                previous_blank = False
+                continue
+            lines.append(_ESCAPED_FROM.sub(rb'\1', line))
+            previous_blank = line in (b'\n', b'\r\n')
+    if lines:
+        number += 1
+        yield SourceMessage(_mbox_message(lines), '%s#%d' % (path, number), path)
+
+
+def _mbox_message(lines: list[bytes]) -> bytes:
+    """Join a message's lines, dropping the one empty line mbox puts between messages."""
+    if lines and lines[-1] in (b'\n', b'\r\n'):
+        lines = lines[:-1]
+    return b''.join(lines)

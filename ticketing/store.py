@@ -1,0 +1,250 @@
+"""The intake's SQL: what a batch of messages needs to know (mailboxes, known Message-IDs, tickets and their
+participants, persons, stored blobs) and writing a planned batch.
+
+A batch is written with COPY into rows whose ids were taken from the sequences beforehand, so a hundred messages
+cost a dozen statements (SuperOffice's CreateTicketFromMailData, done in bulk). When a batch fails, the intake
+retries its messages one by one with `write_rows(..., bulk=False)`, which inserts with ON CONFLICT DO NOTHING:
+a message delivered twice at the same moment is then recognised as a duplicate instead of failing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .threads import TicketFacts
+
+
+class DuplicateMessage(Exception):
+    """The interaction was stored meanwhile by another writer (a concurrent replay or intake worker)."""
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    mailbox_id: int
+    address: str
+    name: str
+    category: str
+    priority: str
+    follow_up: str
+    is_default: bool
+    catch_all: bool = False
+
+
+@dataclass(frozen=True)
+class TicketSummary:
+    """The TicketInfo fields of an existing ticket (SuperOffice CreateTicketFromMailData's response)."""
+    ticket_id: int
+    title: str
+    owner_name: str
+    category: str
+    priority: str
+    person_name: str | None
+    contact_name: str | None
+
+
+@dataclass
+class Rows:
+    """Everything a planned batch writes, table by table, in foreign-key order."""
+    raw: list[tuple] = field(default_factory=list)
+    tickets: list[tuple] = field(default_factory=list)
+    interactions: list[tuple] = field(default_factory=list)
+    blobs: dict[bytes, tuple] = field(default_factory=dict)
+    attachments: list[tuple] = field(default_factory=list)
+    audits: list[tuple] = field(default_factory=list)
+    ticket_updates: dict[int, list] = field(default_factory=dict)
+    quarantine: list[tuple] = field(default_factory=list)
+
+
+RAW_COLUMNS = ('raw_id', 'sha256', 'data', 'size', 'source', 'envelope_from', 'envelope_to', 'peer', 'helo')
+TICKET_COLUMNS = ('ticket_id', 'mailbox_id', 'title', 'status', 'category', 'priority', 'person_id',
+                  'from_address', 'connect_id', 'num_messages', 'has_attachment')
+INTERACTION_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'direction', 'type', 'status', 'sent_date',
+                       'subject', 'subject_bare', 'from_name', 'from_email', 'to_addresses', 'cc_addresses',
+                       'body_plain', 'body_html', 'message_id', 'in_reply_to', 'refs', 'thread_rule',
+                       'auto_submitted', 'bounce', 'person_id', 'raw_id', 'num_attachments', 'defects')
+BLOB_COLUMNS = ('sha256', 'size', 'data')
+ATTACHMENT_COLUMNS = ('interaction_id', 'position', 'filename', 'content_type', 'content_id', 'inline', 'size',
+                      'sha256')
+AUDIT_COLUMNS = ('ticket_id', 'interaction_id', 'action', 'modifier', 'status_before', 'status_after')
+QUARANTINE_COLUMNS = ('reason', 'source', 'mailbox_hint', 'sha256', 'data')
+
+
+# ----------------------------------------------------------------------------------------------- mailboxes
+
+def load_mailboxes(conn: psycopg.Connection) -> list[Mailbox]:
+    rows = conn.execute('SELECT mailbox_id, address, name, category, priority, follow_up, is_default, catch_all '
+                        'FROM mailbox ORDER BY mailbox_id').fetchall()
+    return [Mailbox(*row) for row in rows]
+
+
+def add_mailbox(conn: psycopg.Connection, address: str, name: str, category: str, priority: str,
+                follow_up: str, is_default: bool, catch_all: bool = False) -> Mailbox:
+    with conn.transaction():
+        if is_default:
+            conn.execute('UPDATE mailbox SET is_default = false WHERE is_default')
+        row = conn.execute(
+            'INSERT INTO mailbox (address, name, category, priority, follow_up, is_default, catch_all) '
+            'VALUES (%s, %s, %s, %s, %s, %s, %s) '
+            'RETURNING mailbox_id, address, name, category, priority, follow_up, is_default, catch_all',
+            (address, name, category, priority, follow_up, is_default, catch_all)).fetchone()
+    return Mailbox(*row)
+
+
+# ---------------------------------------------------------------------------------------- batch knowledge
+
+def known_messages(conn: psycopg.Connection, mailbox_id: int, message_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """message_id -> (ticket_id, interaction_id) for the ids already stored in the mailbox."""
+    if not message_ids:
+        return {}
+    rows = conn.execute('SELECT message_id, ticket_id, interaction_id FROM interaction '
+                        'WHERE mailbox_id = %s AND message_id = ANY(%s)', (mailbox_id, message_ids)).fetchall()
+    return {mid: (ticket_id, interaction_id) for mid, ticket_id, interaction_id in rows}
+
+
+def ticket_facts(conn: psycopg.Connection, ticket_ids: list[int]) -> tuple[dict[int, TicketFacts],
+                                                                          dict[int, TicketSummary]]:
+    """Status, mailbox, thread token and participants (for the hijack guard) of tickets, and their TicketInfo."""
+    if not ticket_ids:
+        return {}, {}
+    rows = conn.execute(
+        'SELECT t.ticket_id, t.mailbox_id, t.base_status, t.thread_token, t.title, '
+        "       coalesce(a.full_name, ''), t.category, t.priority, "
+        "       nullif(coalesce(nullif(p.full_name, ''), p.email), ''), p.contact_name "
+        'FROM ticket t LEFT JOIN person p USING (person_id) LEFT JOIN agent a ON a.agent_id = t.owned_by '
+        'WHERE t.ticket_id = ANY(%s)', (ticket_ids,)).fetchall()
+    participants = ticket_participants(conn, [r[0] for r in rows])
+    facts, summaries = {}, {}
+    for tid, mailbox_id, status, token, title, owner, category, priority, person, contact in rows:
+        facts[tid] = TicketFacts(tid, mailbox_id, status, frozenset(participants.get(tid, ())), token)
+        summaries[tid] = TicketSummary(tid, title, owner, category, priority, person, contact)
+    return facts, summaries
+
+
+def ticket_participants(conn: psycopg.Connection, ticket_ids: list[int]) -> dict[int, set[str]]:
+    """Everyone who may continue a ticket by subject reference alone: its customer, every address that wrote
+    to it or was written to on it, and postdesk's agents (lower-cased)."""
+    if not ticket_ids:
+        return {}
+    rows = conn.execute(
+        'SELECT t.ticket_id, lower(p.email) FROM ticket t JOIN person p USING (person_id) '
+        'WHERE t.ticket_id = ANY(%(ids)s) '
+        'UNION SELECT ticket_id, lower(from_email) FROM interaction '
+        "      WHERE ticket_id = ANY(%(ids)s) AND from_email <> '' "
+        "UNION SELECT i.ticket_id, lower(addr->>'email') "
+        '      FROM interaction i, jsonb_array_elements(i.to_addresses || i.cc_addresses) AS addr '
+        '      WHERE i.ticket_id = ANY(%(ids)s) '
+        'UNION SELECT t.ticket_id, lower(a.email) FROM agent a CROSS JOIN unnest(%(ids)s::bigint[]) AS t(ticket_id) '
+        '      WHERE a.email IS NOT NULL', {'ids': ticket_ids}).fetchall()
+    found: dict[int, set[str]] = {}
+    for tid, address in rows:
+        if address:
+            found.setdefault(tid, set()).add(address)
+    return found
+
+
+def upsert_persons(conn: psycopg.Connection, people: dict[str, str]) -> dict[str, int]:
+    """lower(email) -> person_id, creating the persons that do not exist yet (people: lower email -> name)."""
+    if not people:
+        return {}
+    emails = sorted(people)          # one lock order for every writer: concurrent batches do not deadlock
+    conn.execute('INSERT INTO person (email, full_name) SELECT e, n FROM unnest(%s::text[], %s::text[]) AS u(e, n) '
+                 'ON CONFLICT (lower(email)) DO NOTHING', (emails, [people[e] for e in emails]))
+    rows = conn.execute('SELECT lower(email), person_id FROM person WHERE lower(email) = ANY(%s)', (emails,))
+    return dict(rows.fetchall())
+
+
+def existing_blobs(conn: psycopg.Connection, digests: list[bytes]) -> set[bytes]:
+    if not digests:
+        return set()
+    rows = conn.execute('SELECT sha256 FROM blob WHERE sha256 = ANY(%s)', (digests,)).fetchall()
+    return {bytes(r[0]) for r in rows}
+
+
+def allocate_ids(conn: psycopg.Connection, table: str, column: str, count: int) -> list[int]:
+    """Take `count` ids from a serial column's sequence, so rows can be written by COPY with their ids known."""
+    if count == 0:
+        return []
+    rows = conn.execute('SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)',
+                        (table, column, count)).fetchall()
+    return [r[0] for r in rows]
+
+
+# -------------------------------------------------------------------------------------------------- writing
+
+def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
+    """Write a planned batch in foreign-key order. bulk=True uses COPY; bulk=False inserts row by row and
+    raises DuplicateMessage when an interaction's Message-ID was stored meanwhile."""
+    write = _copy_rows if bulk else _insert_rows
+    write(conn, 'raw_message', RAW_COLUMNS, rows.raw)
+    write(conn, 'ticket', TICKET_COLUMNS, rows.tickets)
+    if bulk:
+        _copy_rows(conn, 'interaction', INTERACTION_COLUMNS, rows.interactions)
+    else:
+        _insert_interactions(conn, rows.interactions)
+    _insert_blobs(conn, list(rows.blobs.values()))
+    write(conn, 'attachment', ATTACHMENT_COLUMNS, rows.attachments)
+    write(conn, 'status_audit', AUDIT_COLUMNS, rows.audits)
+    _update_tickets(conn, rows.ticket_updates)
+    insert_quarantine(conn, rows.quarantine)
+
+
+def _copy_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        with cur.copy('COPY %s (%s) FROM STDIN' % (table, ', '.join(columns))) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _insert_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    sql = 'INSERT INTO %s (%s) VALUES (%s)' % (table, ', '.join(columns), ', '.join(['%s'] * len(columns)))
+    with conn.cursor() as cur:
+        cur.executemany(sql, rows)
+
+
+def _insert_interactions(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    sql = ('INSERT INTO interaction (%s) VALUES (%s) ON CONFLICT (mailbox_id, message_id) DO NOTHING '
+           'RETURNING interaction_id' % (', '.join(INTERACTION_COLUMNS), ', '.join(['%s'] * len(INTERACTION_COLUMNS))))
+    for row in rows:
+        if conn.execute(sql, row).fetchone() is None:
+            raise DuplicateMessage(row[INTERACTION_COLUMNS.index('message_id')])
+
+
+def _insert_blobs(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    rows = sorted(rows)               # one lock order for every writer
+    with conn.cursor() as cur:
+        cur.executemany('INSERT INTO blob (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING', rows)
+
+
+def _update_tickets(conn: psycopg.Connection, updates: dict[int, list]) -> None:
+    """Follow-ups on tickets that existed before the batch: counters, attachment flag, reopening."""
+    if not updates:
+        return
+    params = [(u[0], u[1], u[2], tid) for tid, u in sorted(updates.items())]
+    with conn.cursor() as cur:
+        cur.executemany(
+            'UPDATE ticket SET num_messages = num_messages + %s, has_attachment = has_attachment OR %s, '
+            "last_changed = now(), base_status = CASE WHEN %s THEN 'active' ELSE base_status END, "
+            "status = CASE WHEN %s THEN 'Open' ELSE status END, "
+            'closed_at = CASE WHEN %s THEN NULL ELSE closed_at END WHERE ticket_id = %s',
+            [(n, att, reopen, reopen, reopen, tid) for n, att, reopen, tid in params])
+
+
+def insert_quarantine(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    """Keep messages that cannot be stored as tickets; the same bytes held twice are held once."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany('INSERT INTO quarantine (reason, source, mailbox_hint, sha256, data) '
+                        'VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING', rows)
+
+
+def jsonb(value) -> Jsonb:
+    return Jsonb(value)

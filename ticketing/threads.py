@@ -1,0 +1,145 @@
+"""Threading: which ticket an inbound message belongs to, and the rule that decided (issue 3).
+
+In this order:
+  1. `In-Reply-To`, then `References` right to left, against Message-IDs stored in the mailbox (ours included:
+     every outbound reply is an interaction too, and its fixed per-ticket reference carries the ticket's secret
+     thread token, so a header naming it is proof of a real reply) -> `in-reply-to` / `references`;
+  2. a delivery status notification threads onto the ticket of the message it reports on and never opens a
+     ticket; one about a message we do not know is quarantined -> `bounce`;
+  3. the iService subject reference `[ref#: T-I]` (see outbound.refs), accepted only from a participant of
+     ticket T (hijack guard); from anyone else it opens a new ticket connected to T -> `subject-ref`;
+  4. otherwise a new ticket -> `new`.
+A follow-up to a closed ticket reopens it, or opens a new ticket connected to it when the mailbox says so;
+auto-replies and bounces never reopen anything.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ingest import ParsedMail
+from outbound.refs import find_ref
+
+IN_REPLY_TO, REFERENCES, BOUNCE, SUBJECT_REF, NEW = 'in-reply-to', 'references', 'bounce', 'subject-ref', 'new'
+_TICKET_REFERENCE = re.compile(r'^ticket-(\d{1,18})-([0-9a-f]{32})@', re.I)
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    ticket_id: int
+    mailbox_id: int
+    base_status: str
+    participants: frozenset[str]
+    thread_token: str
+
+
+@dataclass(frozen=True)
+class ThreadDecision:
+    rule: str
+    ticket_id: int | None          # the ticket to follow up on; None opens a new ticket
+    connect_id: int | None = None  # for a new ticket: the ticket it is connected to
+    reopen: bool = False
+    quarantine: str | None = None
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the database (and the messages earlier in the same batch) know, as functions."""
+    ticket_of_message: Callable[[str], int | None]
+    ticket: Callable[[int], TicketFacts | None]
+
+
+def ticket_reference(ticket_id: int, token: str, domain: str) -> str:
+    """The fixed Message-ID reference that every reply on a ticket carries in References."""
+    return 'ticket-%d-%s@%s' % (ticket_id, token, domain)
+
+
+def header_candidates(parsed: ParsedMail) -> list[tuple[str, str]]:
+    """(rule, message id) in the order they are tried: In-Reply-To, then References right to left."""
+    found = [(IN_REPLY_TO, mid) for mid in parsed.in_reply_to]
+    found += [(REFERENCES, mid) for mid in reversed(parsed.references)]
+    return found
+
+
+def is_automatic(parsed: ParsedMail) -> bool:
+    return parsed.auto_submitted is not None or parsed.bounce is not None
+
+
+def decide(parsed: ParsedMail, mailbox_id: int, follow_up: str, lookups: Lookups) -> ThreadDecision:
+    matched = _match_headers(parsed, mailbox_id, lookups)
+    if matched is None and parsed.bounce is not None:
+        matched = _match_bounce(parsed, lookups)
+        if matched is None:
+            return ThreadDecision(BOUNCE, None, quarantine=_unknown_bounce_reason(parsed))
+    if matched is None:
+        matched = _match_subject_ref(parsed, mailbox_id, lookups)
+    if matched is None:
+        return ThreadDecision(NEW, None)
+    return _follow_up(parsed, matched, follow_up, lookups)
+
+
+def _match_headers(parsed: ParsedMail, mailbox_id: int, lookups: Lookups) -> ThreadDecision | None:
+    for rule, message_id in header_candidates(parsed):
+        ticket_id = lookups.ticket_of_message(message_id) or _ticket_from_reference(message_id, mailbox_id, lookups)
+        if ticket_id is not None:
+            return ThreadDecision(rule, ticket_id)
+    return None
+
+
+def _ticket_from_reference(message_id: str, mailbox_id: int, lookups: Lookups) -> int | None:
+    found = _TICKET_REFERENCE.match(message_id)
+    if not found:
+        return None
+    facts = lookups.ticket(int(found.group(1)))
+    if facts and facts.mailbox_id == mailbox_id and facts.thread_token == found.group(2).lower():
+        return facts.ticket_id
+    return None
+
+
+def referenced_ticket_ids(parsed: ParsedMail) -> list[int]:
+    """Tickets a message names by fixed reference or subject reference (to fetch their facts in advance)."""
+    ids = [int(m.group(1)) for _, mid in header_candidates(parsed) if (m := _TICKET_REFERENCE.match(mid))]
+    ref = find_ref(parsed.subject)
+    if ref is not None:
+        ids.append(ref.ticket_id)
+    return ids
+
+
+def _match_bounce(parsed: ParsedMail, lookups: Lookups) -> ThreadDecision | None:
+    original = parsed.bounce.original_message_id
+    ticket_id = lookups.ticket_of_message(original) if original else None
+    return ThreadDecision(BOUNCE, ticket_id) if ticket_id is not None else None
+
+
+def _unknown_bounce_reason(parsed: ParsedMail) -> str:
+    original = parsed.bounce.original_message_id
+    if original:
+        return 'delivery status notification about a message postdesk did not send (original Message-ID <%s>)' \
+            % original
+    return 'delivery status notification without the original message; cannot tell which ticket it is about'
+
+
+def _match_subject_ref(parsed: ParsedMail, mailbox_id: int, lookups: Lookups) -> ThreadDecision | None:
+    ref = find_ref(parsed.subject)
+    if ref is None:
+        return None
+    facts = lookups.ticket(ref.ticket_id)
+    if facts is None or facts.mailbox_id != mailbox_id:
+        return ThreadDecision(NEW, None)          # a reference to a ticket that does not exist here
+    sender = parsed.from_.email.lower() if parsed.from_ else ''
+    if sender and sender in facts.participants:
+        return ThreadDecision(SUBJECT_REF, facts.ticket_id)
+    return ThreadDecision(NEW, None, connect_id=facts.ticket_id)   # hijack guard: a stranger quoting a reference
+
+
+def _follow_up(parsed: ParsedMail, matched: ThreadDecision, follow_up: str, lookups: Lookups) -> ThreadDecision:
+    if matched.ticket_id is None:
+        return matched
+    facts = lookups.ticket(matched.ticket_id)
+    status = facts.base_status if facts else 'active'
+    if status not in ('closed', 'deleted') or is_automatic(parsed):
+        return matched
+    if status == 'deleted' or follow_up == 'new-ticket':
+        return ThreadDecision(matched.rule, None, connect_id=matched.ticket_id)
+    return ThreadDecision(matched.rule, matched.ticket_id, reopen=True)
