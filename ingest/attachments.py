@@ -35,6 +35,17 @@ _EXTENSIONS = {
     'application/x-pkcs7-signature': '.p7s', 'application/pkcs7-mime': '.p7m', 'application/ms-tnef': '.dat',
     'application/vnd.ms-tnef': '.dat', 'text/enriched': '.txt', 'text/richtext': '.txt', 'text/rtf': '.rtf',
     'application/rtf': '.rtf', 'audio/mpeg': '.mp3', 'video/quicktime': '.mov',
+    'application/vnd.openxmlformats-officedocument.wordprocessingml.document': '.docx',
+    'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet': '.xlsx',
+    'application/vnd.openxmlformats-officedocument.presentationml.presentation': '.pptx',
+    'application/msword': '.doc', 'application/vnd.ms-excel': '.xls', 'application/vnd.ms-powerpoint': '.ppt',
+    'application/vnd.oasis.opendocument.text': '.odt', 'application/vnd.oasis.opendocument.spreadsheet': '.ods',
+    'application/vnd.oasis.opendocument.presentation': '.odp', 'application/zip': '.zip',
+    'application/x-zip-compressed': '.zip', 'application/x-7z-compressed': '.7z', 'application/x-rar-compressed': '.rar',
+    'application/vnd.rar': '.rar', 'application/gzip': '.gz', 'text/csv': '.csv', 'application/json': '.json',
+    'image/webp': '.webp', 'image/heic': '.heic', 'image/svg+xml': '.svg', 'image/tiff': '.tif', 'image/bmp': '.bmp',
+    'audio/ogg': '.ogg', 'audio/wav': '.wav', 'video/mp4': '.mp4', 'application/pdf': '.pdf',
+    'application/vnd.ms-outlook': '.msg', 'text/xml': '.xml', 'application/xml': '.xml',
 }
 _STEMS = {'text/calendar': 'calendar', 'message/delivery-status': 'delivery-status',
           'text/rfc822-headers': 'message-headers', 'message/disposition-notification': 'disposition-notification',
@@ -138,13 +149,17 @@ def unpack_tnef(data: bytes) -> tuple[list[Attachment], str | None]:
         tnef = tnefparse.TNEF(data, do_checksum=False)
     except Exception as exc:   # tnefparse raises bare ValueError/struct.error/IndexError on malformed input
         return [], 'TNEF not readable: %s' % type(exc).__name__
-    found = []
+    found, problem = [], None
     for item in tnef.attachments:
         payload = item.data if isinstance(item.data, bytes) else bytes(item.data or b'')
-        name = _tnef_name(item) or type_filename('application/octet-stream')
+        name = _tnef_name(item)
+        if not payload and not name:
+            problem = 'TNEF incomplete: an attachment without name or data was skipped (winmail.dat cut short?)'
+            continue
+        name = name or type_filename('application/octet-stream')
         content_type = _BUILTIN_TYPES.guess_type(name, strict=False)[0] or 'application/octet-stream'
         found.append(make_attachment(payload, name, content_type, None, False))
-    return found, None
+    return found, problem
 
 
 def _tnef_name(item) -> str:

@@ -45,6 +45,9 @@ _NOT_MAIL_CODECS = {'idna', 'punycode', 'unicode_escape', 'raw_unicode_escape', 
                     'palmos', 'rot_13', 'uu_codec', 'base64_codec', 'hex_codec', 'quopri_codec', 'zlib_codec',
                     'bz2_codec', 'charmap', 'unicode_internal'}
 _CJK_FAMILIES = {'gb18030', 'big5hkscs', 'cp949', 'cp932', 'euc_jis_2004', 'iso2022_jp_ext', 'hz'}
+# Charsets that are mistaken for each other: a label from one family is tried with its siblings (mail labelled
+# ISO-2022-JP that is really Shift_JIS, EUC-KR that is CP949...).
+_FAMILIES = (('iso2022_jp_ext', 'cp932', 'euc_jis_2004'), ('gb18030', 'big5hkscs', 'hz'), ('cp949', 'iso2022_kr'))
 WESTERN = 'cp1252'
 _ISO2022_ESCAPE = re.compile(rb'\x1b(?:\$[@B(]|\([BJI])')
 _NON_TEXT = re.compile('[\x00\ud800-\udfff]')
@@ -153,12 +156,10 @@ def decode_bytes(data: bytes, declared: str | None = None, fallbacks: Iterable[s
         return clean_text(text), _note(declared, 'utf-8')
     if codec in (None, 'utf-8', WESTERN) and mostly_utf8(data):
         return clean_text(decode_mixed_utf8(data)), _note(declared, 'utf-8 with stray windows-1252 bytes')
-    for label in fallbacks:
-        other = lookup_charset(label)
-        if other and other not in (codec, 'utf-8', WESTERN):
-            text = _try_decode(data, other)
-            if text is not None:
-                return clean_text(text), _note(declared, label)
+    for other in _candidates(codec, fallbacks):
+        text = _try_decode(data, other)
+        if text is not None and _plausible(text):
+            return clean_text(text), _note(declared, other)
     if codec in _CJK_FAMILIES:
         text = _decode_mostly(data, codec)
         if text is not None:
@@ -233,6 +234,32 @@ def _jis_to_sjis(j1: int, j2: int) -> bytes:
     else:
         s2 = j2 + 0x7e
     return bytes((s1 & 0xff, s2 & 0xff))
+
+
+def _candidates(codec: str | None, fallbacks: Iterable[str]) -> list[str]:
+    """Codecs to try after the declared one and UTF-8: its family, then the message's other charsets and theirs."""
+    found: list[str] = []
+    for label_codec in [codec] + [lookup_charset(label) for label in fallbacks]:
+        for candidate in [label_codec, *_family(label_codec)]:
+            if candidate and candidate not in found and candidate not in (codec, 'utf-8', WESTERN):
+                found.append(candidate)
+    return found
+
+
+_IMPLAUSIBLE = re.compile('[\x80-\x9f\ue000-\uf8ff]')
+
+
+def _plausible(text: str) -> bool:
+    """A guessed decoding is rejected when it yields C1 controls or private-use characters (bytes of another
+    charset read as a multi-byte one)."""
+    return _IMPLAUSIBLE.search(text) is None
+
+
+def _family(codec: str | None) -> tuple[str, ...]:
+    for family in _FAMILIES:
+        if codec in family:
+            return family
+    return ()
 
 
 def _decode_mostly(data: bytes, codec: str) -> str | None:

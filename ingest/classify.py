@@ -12,6 +12,7 @@ import email.policy
 import re
 from email.message import Message
 
+from .charsets import clean_text
 from .headers import parse_message_id, raw_bytes, unfold
 from .model import Address, Bounce
 from .params import parse_params
@@ -40,7 +41,7 @@ _QUOTED_MESSAGE_ID = re.compile(r'^\s*Message-I[dD]\s*:\s*(<[^>\s]+>)', re.M | r
 def auto_submitted_reason(headers: dict[str, list], content_type: str, report_type: str) -> str | None:
     """Why this message was sent by a machine rather than a person, or None."""
     value = _first_text(headers, 'auto-submitted')
-    if value is not None and value.split(';', 1)[0].strip().lower() not in ('no', ''):
+    if value is not None and _keyword(value) not in ('no', ''):
         return 'Auto-Submitted: %s' % value
     for name, label in _AUTO_HEADERS.items():
         value = _first_text(headers, name)
@@ -60,11 +61,20 @@ def auto_submitted_reason(headers: dict[str, list], content_type: str, report_ty
     return None
 
 
+def _keyword(value: str) -> str:
+    """RFC 3834 5: the keyword before any parameter (`;`) or comment (`(...)`), lower-cased."""
+    return re.split(r'[;(\s]', value.strip(), maxsplit=1)[0].lower()
+
+
 def _first_text(headers: dict[str, list], name: str) -> str | None:
     values = headers.get(name)
     if not values:
         return None
-    return unfold(raw_bytes(values[0])).decode('utf-8', 'replace').replace('\ufffd', '').strip()
+    return _text(values[0])
+
+
+def _text(value) -> str:
+    return clean_text(unfold(raw_bytes(value)).decode('utf-8', 'replace').replace('\ufffd', '')).strip()
 
 
 def report_type(message: Message, content_type: str) -> str:
@@ -131,7 +141,7 @@ def _report_blocks(report: Message) -> list[Message]:
 def _field(block: Message, name: str) -> str | None:
     for key, value in block.raw_items():
         if key.lower() == name:
-            return unfold(raw_bytes(value)).decode('utf-8', 'replace').replace('\ufffd', '').strip()
+            return _text(value)
     return None
 
 

@@ -33,9 +33,14 @@ _QP_ESCAPE = re.compile(rb'=([0-9A-Fa-f]{2})')
 _MSG_ID = re.compile(r'<([^<>\s]+)>')
 _BARE_ID = re.compile(r'[^\s<>,;"]+@[^\s<>,;"]+')
 _SPACES = re.compile(r'\s+')
-_COMMON_DATE = re.compile(r'(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?'
-                          r'\s+([+-]\d{4})(?:\s*\([^()]*\))?\s*$')
+MAX_COMMENT_PARENS = 64
+_COMMON_DATE = re.compile(r'(?:[^\W\d]{2,4}\.?,\s*)?(\d{1,2})\.?\s+([^\W\d]{3,4})\.?\s+(\d{4})\s+(\d{1,2}):(\d{2})'
+                          r'(?::(\d{2}))?\s+([+-]\d{2}:?\d{2})(?:\s*\([^()]*\))?\s*$')
+# English month abbreviations, and the German, French, Spanish, Italian and Dutch ones some mailers write.
 _MONTHS = {m: i for i, m in enumerate(('jan feb mar apr may jun jul aug sep oct nov dec').split(), start=1)}
+_MONTHS.update({'jän': 1, 'mär': 3, 'mrz': 3, 'mai': 5, 'okt': 10, 'dez': 12, 'janv': 1, 'févr': 2, 'fév': 2,
+                'avr': 4, 'juin': 6, 'juil': 7, 'aoû': 8, 'août': 8, 'déc': 12, 'ene': 1, 'abr': 4, 'ago': 8,
+                'dic': 12, 'gen': 1, 'mag': 5, 'giu': 6, 'lug': 7, 'set': 9, 'ott': 10, 'mei': 5, 'maa': 3})
 _SIMPLE_MAILBOX = re.compile(
     r'\s*(?:(?:"([^"\\]*)"|([^<>",;:()@\\\[\]]*?))\s*<([^<>\s@",;()]+@[^<>\s@",;()]+)>'
     r'|([^<>\s@",;:()]+@[^<>\s@",;:()]+))\s*$')
@@ -158,13 +163,37 @@ def _parse_address_value(value, fallbacks: Iterable[str]) -> list[Address]:
     if simple:   # the common `Name <a@b>` / `"Name" <a@b>` / `a@b`: the full RFC 5322 parser is 10x slower
         name = simple.group(1) if simple.group(1) is not None else (simple.group(2) or '')
         return [_address(name, simple.group(3) or simple.group(4), fallbacks)]
-    pairs = email.utils.getaddresses([text])
+    pairs = _getaddresses(text)
     if any('=?' in addr for _, addr in pairs):
         # The whole mailbox was put inside an encoded word: decode first, then parse.
-        pairs = email.utils.getaddresses([decode_header(text, fallbacks)])
+        pairs = _getaddresses(decode_header(text, fallbacks))
     if not any(c in text for c in '@<,(') and ' ' in text.strip():
         pairs = [(text.strip().strip('"'), '')]     # a display name alone: "John Doe" or John Doe
     return _merge_split_names([_address(name, addr, fallbacks) for name, addr in pairs])
+
+
+def _getaddresses(text: str) -> list[tuple[str, str]]:
+    """The standard library's RFC 5322 address list parser, which recurses once per nested comment: deeper
+    nesting than a real header has is flattened first."""
+    if text.count('(') > MAX_COMMENT_PARENS:
+        text = _without_comments(text)
+    try:
+        return email.utils.getaddresses([text])
+    except RecursionError:
+        return email.utils.getaddresses([_without_comments(text)])
+
+
+def _without_comments(text: str) -> str:
+    """The text outside (nested) parentheses, in one pass; an unclosed `(` comments out the rest."""
+    kept, depth = [], 0
+    for char in text:
+        if char == '(':
+            depth += 1
+        elif char == ')' and depth:
+            depth -= 1
+        elif not depth:
+            kept.append(char)
+    return ''.join(kept)
 
 
 def _address(name: str, addr: str, fallbacks: Iterable[str]) -> Address:
@@ -219,7 +248,7 @@ def parse_date(value) -> datetime.datetime | None:
     """RFC 5322 3.3 date-time, keeping the sender's offset; None when it cannot be read."""
     if value is None:
         return None
-    text = unfold(raw_bytes(value)).decode('ascii', 'replace').strip()
+    text = unfold(raw_bytes(value)).decode('utf-8', 'replace').strip()
     if not text:
         return None
     common = _COMMON_DATE.match(text)
@@ -241,9 +270,14 @@ def parse_date(value) -> datetime.datetime | None:
 
 
 def _common_date(match: re.Match) -> datetime.datetime:
-    """`Tue, 3 Jun 2025 10:04:05 +0200` without the general parser (most mail is written so)."""
+    """`Tue, 3 Jun 2025 10:04:05 +0200` without the general parser (most mail is written so); also `+02:00`
+    offsets and the month abbreviations of the languages above. Raises ValueError for anything else."""
     day, month, year, hour, minute, second, zone = match.groups()
+    month_number = _MONTHS.get(month.lower())
+    if month_number is None:
+        raise ValueError('unknown month %r' % month)
+    zone = zone.replace(':', '')
     offset = int(zone[1:3]) * 60 + int(zone[3:5])
     tz = datetime.timezone(datetime.timedelta(minutes=-offset if zone[0] == '-' else offset))
-    return datetime.datetime(int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute),
+    return datetime.datetime(int(year), month_number, int(day), int(hour), int(minute),
                              int(second or 0), tzinfo=tz)

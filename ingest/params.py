@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 from .headers import raw_bytes, unfold
 
+_CONTROL = re.compile(r'[\x00-\x1f\x7f\ufffd]')
 _PARAM = re.compile(r';\s*([^\s=;"]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"?|[^;]*)')
 _SECTION = re.compile(r'^(?P<name>[^*]+)(?:\*(?P<index>\d+))?(?P<extended>\*)?$')
 
@@ -30,7 +31,7 @@ def main_value(value) -> str:
     if value is None:
         return ''
     text = value if isinstance(value, str) and value.isascii() else unfold(raw_bytes(value)).decode('ascii', 'replace')
-    return text.split(';', 1)[0].strip().strip('"').lower()
+    return _CONTROL.sub('', text.split(';', 1)[0]).strip().strip('"').lower()
 
 
 def parse_params(value) -> dict[str, ParamValue]:
@@ -52,8 +53,10 @@ def parse_params(value) -> dict[str, ParamValue]:
 
 
 def _unquote(value: str) -> str:
+    """A quoted string's content. Only `\\"` and `\\\\` are taken as quoted pairs: Windows mailers write paths
+    with single backslashes inside quotes (`"C:\\Users\\x\\report.pdf"`), which must keep them."""
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r'\\(.)', r'\1', value[1:-1])
+        return re.sub(r'\\([\\"])', r'\1', value[1:-1])
     if value.startswith('"'):
         return value[1:]            # an unterminated quoted string: keep what is there
     return value

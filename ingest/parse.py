@@ -22,7 +22,7 @@ from .charsets import clean_text
 from .headers import decode_unstructured, parse_addresses, parse_date, parse_message_id, parse_message_ids, raw_bytes, unfold
 from .model import Address, ParsedMail
 from .parts import DeclaredCharsets, WalkLimits, iter_parts, walk
-from .sanitize import html_to_text, sanitize_html
+from .sanitize import html_to_text, nested_deeper_than, sanitize_html, strip_tags
 from .structure import repair_header_folding
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -39,6 +39,7 @@ class ParseLimits:
     max_parts: int = 1000
     max_html_bytes: int = 4 * 1024 * 1024
     max_html_to_text_bytes: int = 1024 * 1024
+    max_html_depth: int = 1000
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -105,7 +106,9 @@ def _parse_structure(raw: bytes, defects: list[str]) -> Message:
         return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
     except RecursionError:
         defects.append('MIME structure nested too deeply to parse; only the header was read')
-        return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        message = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        message.set_payload('')          # the body is unread MIME structure, not text to show
+        return message
 
 
 def _header_index(message: Message) -> dict[str, list]:
@@ -121,10 +124,13 @@ def _build(message: Message, limits: ParseLimits, defects: list[str], size: int)
     walked = walk(message, WalkLimits(limits.max_depth, limits.max_parts), fallbacks)
     defects.extend(walked.defects)
     defects.extend(_stdlib_defects(message, limits.max_parts))
-    html = _clean_html('\n'.join(walked.html), limits, defects) if walked.html else None
+    raw_html = '\n'.join(walked.html)
+    html = _clean_html(raw_html, limits, defects) if walked.html else None
     text = '\n'.join(walked.plain)
     if not text.strip() and html:
         text = _text_from_html(html, limits, defects)
+    elif not text.strip() and walked.html and html is None:
+        text = strip_tags(raw_html[:limits.max_html_to_text_bytes])
     subject = decode_unstructured(_first(headers, 'subject'), fallbacks)
     sender = _sender(headers, fallbacks)
     content_type = message.get_content_type()
@@ -144,7 +150,7 @@ def _build(message: Message, limits: ParseLimits, defects: list[str], size: int)
         attachments=tuple(walked.attachments),
         auto_submitted=classify.auto_submitted_reason(headers, content_type, rtype),
         bounce=classify.bounce_report(sender, subject, text, content_type, rtype, walked.reports, walked.enclosed),
-        defects=tuple(dict.fromkeys(defects)),
+        defects=tuple(dict.fromkeys(clean_text(d) for d in defects)),
         raw_headers=tuple((name, str(value)) for name, value in message.raw_items()),
         size=size,
     )
@@ -169,10 +175,14 @@ def _sender(headers: dict[str, list], fallbacks: Iterable[str]) -> Address | Non
     return None
 
 
-def _clean_html(html: str, limits: ParseLimits, defects: list[str]) -> str:
+def _clean_html(html: str, limits: ParseLimits, defects: list[str]) -> str | None:
+    """The sanitised HTML body; None (with a defect) for HTML nested too deeply to sanitise in bounded time."""
     if len(html) > limits.max_html_bytes:
         defects.append('HTML body of %d characters cut to %d before sanitising' % (len(html), limits.max_html_bytes))
         html = html[:limits.max_html_bytes]
+    if nested_deeper_than(html, limits.max_html_depth):
+        defects.append('HTML body nested deeper than %d elements; dropped, its text kept' % limits.max_html_depth)
+        return None
     return sanitize_html(html)
 
 

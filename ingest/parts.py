@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import binascii
 import email.generator
 import functools
 import email.parser
 import email.policy
 import io
+import quopri
 import re
 from dataclasses import dataclass, field, replace
 from email.message import Message
 
 from . import attachments as att
-from .charsets import decode_bytes
+from .charsets import clean_text, decode_bytes
 from .headers import decode_unstructured, raw_bytes, unfold
 from .model import Attachment
 from .params import main_value, parse_params
@@ -52,7 +54,8 @@ class WalkResult:
     enclosed: list[Message] = field(default_factory=list)    # attached messages and header blocks, for classify
 
 
-_CONTENT_HEADERS = frozenset({'content-type', 'content-disposition', 'content-id', 'content-location'})
+_CONTENT_HEADERS = frozenset({'content-type', 'content-disposition', 'content-id', 'content-location',
+                              'content-transfer-encoding'})
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class PartInfo:
     disposition_raw: str | None
     content_id_raw: str | None
     location_raw: str | None
+    transfer_encoding: str = ''
 
     @functools.cached_property
     def params(self) -> dict:
@@ -87,7 +91,8 @@ def describe(part: Message) -> PartInfo:
     disposition_raw = found.get('content-disposition')
     return PartInfo(content_type=content_type, disposition=main_value(disposition_raw),
                     content_type_raw=content_type_raw, disposition_raw=disposition_raw,
-                    content_id_raw=found.get('content-id'), location_raw=found.get('content-location'))
+                    content_id_raw=found.get('content-id'), location_raw=found.get('content-location'),
+                    transfer_encoding=main_value(found.get('content-transfer-encoding')))
 
 
 def part_header(part: Message, name: str):
@@ -176,7 +181,7 @@ def _visit(part: Message, depth: int, stack: list, result: WalkResult, taken_nam
         children = part.get_payload()
         stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
         return
-    _visit_leaf(part, info, result, taken_names, fallbacks)
+    _visit_leaf(part, info, result, taken_names, fallbacks, top_level=depth == 0)
 
 
 def _repair_boundary(part: Message, result: WalkResult) -> Message:
@@ -189,15 +194,17 @@ def _repair_boundary(part: Message, result: WalkResult) -> Message:
 
 
 def _visit_leaf(part: Message, info: PartInfo, result: WalkResult, taken_names: set[str],
-                fallbacks: Iterable[str]) -> None:
+                fallbacks: Iterable[str], top_level: bool = False) -> None:
     content_type, disposition = info.content_type, info.disposition
     filename = _declared_filename(info, fallbacks)
     is_text_like = content_type in _BODY_TYPES or content_type.startswith('multipart/')
     if is_text_like and disposition != 'attachment' and not filename:
         _add_body(part, content_type, info.params, result, fallbacks)
         return
-    if content_type in _BODY_TYPES and disposition == 'inline':
-        _add_body(part, content_type, info.params, result, fallbacks)   # RFC 2183: shown in the body, and a file
+    if content_type in _BODY_TYPES and (disposition == 'inline' or (top_level and disposition != 'attachment')):
+        # RFC 2183: an inline text part is shown in the body; so is a single-part message's only text, whatever
+        # its name. Having a name, it is a file as well.
+        _add_body(part, content_type, info.params, result, fallbacks)
     if content_type == 'text/rfc822-headers':
         result.enclosed.append(_headers_only(part))
     if content_type == 'message/rfc822':      # an attached message the parser could not open (encoded, broken)
@@ -249,20 +256,31 @@ def _param_text(params: dict, name: str) -> str:
 
 
 def unflow(text: str, delete_space: bool) -> str:
-    """RFC 3676 4.2: join lines that end in a space (a soft break) with the next line, except quoted lines."""
-    lines = text.replace('\r\n', '\n').split('\n')
-    out: list[str] = []
-    joining = False
-    for line in lines:
-        if joining and out:
-            out[-1] += line
+    """RFC 3676 4.2-4.5: a line ending in a space continues on the next line of the same quote depth; the
+    space-stuffing added before lines starting with a space, `>` or `From ` is removed; `-- ` stays a
+    signature separator. With DelSp=yes the soft-break space itself is deleted."""
+    paragraphs: list[tuple[int, list[str]]] = []
+    continuing = False
+    for line in text.replace('\r\n', '\n').split('\n'):
+        depth = len(line) - len(line.lstrip('>'))
+        content = line[depth:]
+        if content.startswith(' '):
+            content = content[1:]
+        flowed = content.endswith(' ') and content != '-- '
+        if flowed and delete_space:
+            content = content[:-1]
+        if continuing and paragraphs and paragraphs[-1][0] == depth:
+            paragraphs[-1][1].append(content)
         else:
-            out.append(line)
-        soft = line.endswith(' ') and line != '-- ' and not line.startswith('>')
-        if soft and delete_space:
-            out[-1] = out[-1][:-1]
-        joining = soft
-    return '\n'.join(out)
+            paragraphs.append((depth, [content]))
+        continuing = flowed
+    return '\n'.join(_quoted(depth, ''.join(pieces)) for depth, pieces in paragraphs)
+
+
+def _quoted(depth: int, text: str) -> str:
+    if not depth:
+        return text
+    return '>' * depth + (' ' + text if text else '')
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -310,12 +328,25 @@ def _leaf_attachment(part: Message, info: PartInfo, data: bytes, filename: str =
 def _attached_message(part: Message, info: PartInfo, fallbacks, result: WalkResult) -> Attachment:
     inner = part.get_payload(0) if part.get_payload() else None
     data = flatten(inner) if isinstance(inner, Message) else b''
+    if info.transfer_encoding in ('base64', 'quoted-printable'):
+        # RFC 2046 forbids encoding message/rfc822, mailers do it anyway: the parser read the encoded text as a
+        # message. Decode it and read the real one.
+        data = decode_transfer_encoding(data, info.transfer_encoding)
+        inner = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data)
     if isinstance(inner, Message):
         result.enclosed.append(inner)
     filename = _declared_filename(info, fallbacks)
     if not filename and info.content_type == 'message/rfc822' and isinstance(inner, Message):
         filename = att.message_filename(decode_unstructured(part_header(inner, 'subject'), fallbacks))
     return _leaf_attachment(part, info, data, filename)
+
+
+def decode_transfer_encoding(data: bytes, encoding: str) -> bytes:
+    if encoding == 'base64':
+        cleaned = re.sub(rb'[^A-Za-z0-9+/]', b'', data)
+        cleaned = cleaned[:len(cleaned) - len(cleaned) % 4] if len(cleaned) % 4 == 1 else cleaned
+        return binascii.a2b_base64(cleaned + b'=' * (-len(cleaned) % 4))
+    return quopri.decodestring(data)
 
 
 def _encoded_message(part: Message, info: PartInfo, filename: str, fallbacks, result: WalkResult) -> Attachment:
@@ -339,6 +370,6 @@ def _declared_filename(info: PartInfo, fallbacks) -> str:
 def _content_id(value) -> str | None:
     if value is None:
         return None
-    text = unfold(raw_bytes(value)).decode('utf-8', 'replace').replace('\ufffd', '').strip()
+    text = clean_text(unfold(raw_bytes(value)).decode('utf-8', 'replace').replace('\ufffd', '')).strip()
     text = text.strip('<>').strip()
     return text or None

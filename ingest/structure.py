@@ -32,12 +32,11 @@ def repair_header_folding(raw: bytes) -> bytes:
     if not _BAD_HEADER_LINE.search(block):
         return raw
     lines = block.split(b'\n')
-    for i in range(1, len(lines)):
-        line = lines[i]
-        if line[:1] in (b' ', b'\t') or _FIELD_LINE.match(line):
-            continue
-        if any(_FIELD_LINE.match(later) for later in lines[i + 1:]):
-            lines[i] = b' ' + line
+    is_field = [bool(_FIELD_LINE.match(line)) for line in lines]
+    last_field = max((i for i, field in enumerate(is_field) if field), default=-1)
+    for i in range(1, last_field):
+        if not is_field[i] and lines[i][:1] not in (b' ', b'\t'):
+            lines[i] = b' ' + lines[i]
     return b'\n'.join(lines) + raw[end.start():]
 
 

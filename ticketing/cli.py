@@ -229,6 +229,8 @@ def run_replay(args) -> int:
     missing = check_paths(args.paths)
     if missing:
         raise UsageError('no such file or directory: %s' % ', '.join(missing))
+    from .runtime import keep_large_blocks_out_of_the_heap
+    keep_large_blocks_out_of_the_heap()
     config = _config(args)
     conn = _database(config)
     mailbox = _named_mailbox(load_mailboxes(conn), args.mailbox) if args.mailbox else None

@@ -13,7 +13,6 @@ import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from itertools import islice
 
 import psycopg
 
@@ -29,6 +28,7 @@ from .threads import Lookups, ThreadDecision, TicketFacts, decide, header_candid
 log = logging.getLogger(__name__)
 
 NEW, FOLLOWUP, DUPLICATE, QUARANTINED = 'new', 'followup', 'duplicate', 'quarantined'
+BATCH_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_ID = 250          # longer ids are stored by their sha256, so the unique index never overflows
 
 
@@ -368,9 +368,18 @@ class Intake:
         return Outcome(item.message.source, QUARANTINED, reason=reason, message_id=item.message_id)
 
 
-def _batches(messages: Iterable[SourceMessage], size: int) -> Iterator[list[SourceMessage]]:
-    iterator = iter(messages)
-    while batch := list(islice(iterator, size)):
+def _batches(messages: Iterable[SourceMessage], size: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[SourceMessage]]:
+    """Batches of at most `size` messages and about `max_bytes` of raw bytes: peak memory depends on the batch,
+    never on how many messages the input holds."""
+    batch: list[SourceMessage] = []
+    total = 0
+    for message in messages:
+        batch.append(message)
+        total += len(message.raw)
+        if len(batch) >= size or total >= max_bytes:
+            yield batch
+            batch, total = [], 0
+    if batch:
         yield batch
 
 

@@ -55,24 +55,39 @@ def _iter_directory(root: str) -> Iterator[SourceMessage]:
     if is_maildir(root):
         yield from _iter_maildir(root)
         return
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name.startswith('.'):
+    for name in _sorted_names(root):        # names only: a folder of 100,000 messages costs a few MB, no more
+        if name.startswith('.'):
             continue
-        if entry.is_dir():
-            yield from _iter_directory(entry.path)
-        elif entry.is_file():
-            yield from _iter_file(entry.path)
+        path = os.path.join(root, name)
+        if os.path.isdir(path):
+            yield from _iter_directory(path)
+        elif os.path.isfile(path):
+            yield from _iter_file(path)
 
 
 def _iter_maildir(root: str) -> Iterator[SourceMessage]:
     for sub in ('new', 'cur'):
         folder = os.path.join(root, sub)
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.is_file() and not entry.name.startswith('.'):
-                yield SourceMessage(_read(entry.path), entry.path, entry.path)
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):   # Maildir++ sub-folders: .Sent, .Archive
-        if entry.is_dir() and entry.name.startswith('.') and is_maildir(entry.path):
-            yield from _iter_maildir(entry.path)
+        for name in _sorted_names(folder):
+            path = os.path.join(folder, name)
+            if not name.startswith('.') and os.path.isfile(path):
+                yield SourceMessage(_read(path), path, path)
+    for name in _sorted_names(root):          # Maildir++ sub-folders: .Sent, .Archive
+        path = os.path.join(root, name)
+        if name.startswith('.') and is_maildir(path):
+            yield from _iter_maildir(path)
+
+
+def _sorted_names(folder: str) -> Iterator[str]:
+    """A folder's entries in name order. The sorted names are kept as one string while the folder is read:
+    for a Maildir of 100,000 messages that is about 2 MB instead of 7 MB of separate string objects."""
+    packed = '\0'.join(sorted(os.listdir(folder)))
+    start = 0
+    while start < len(packed):
+        end = packed.find('\0', start)
+        end = len(packed) if end < 0 else end
+        yield packed[start:end]
+        start = end + 1
 
 
 def _iter_file(path: str) -> Iterator[SourceMessage]:
