@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument('--follow-up', choices=('reopen', 'new-ticket'), default='reopen',
                      help='what a reply to a closed ticket does (default: reopen it)')
     add.add_argument('--default', action='store_true', help='deliver mail for no known mailbox here')
+    add.add_argument('--catch-all', action='store_true',
+                     help='serve: accept RCPT TO any address of this mailbox\'s domain')
     add.add_argument('--json', action='store_true')
     add.set_defaults(handler=run_mailbox_add)
     listing = mailbox.add_parser('list', help='list mailboxes')
@@ -85,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     tickets = ticket.add_parser('list', help='all tickets')
     tickets.add_argument('--json', action='store_true')
     tickets.set_defaults(handler=run_ticket_list)
+
+    serve = commands.add_parser('serve', help='SMTP and LMTP intake, with intake workers')
+    serve.add_argument('--smtp', metavar='HOST:PORT', help='SMTP listener ("off" for none; default from config)')
+    serve.add_argument('--lmtp', metavar='HOST:PORT|unix:PATH', help='LMTP listener ("off" for none)')
+    serve.add_argument('--workers', type=int, help='intake worker processes (default from config, 1)')
+    serve.set_defaults(handler=run_serve)
 
     quarantine = commands.add_parser('quarantine', help='messages kept with the reason they are not tickets')
     held = quarantine.add_subparsers(metavar='ACTION')
@@ -196,7 +204,7 @@ def run_mailbox_add(args) -> int:
         mailbox, state = existing[0], 'exists already, unchanged'
     else:
         mailbox, state = add_mailbox(conn, args.address, args.name, args.category, args.priority,
-                                     args.follow_up, args.default), 'added'
+                                     args.follow_up, args.default, args.catch_all), 'added'
     if args.json:
         _write_json(_mailbox_json(mailbox))
     else:
@@ -324,3 +332,34 @@ def run_quarantine_retry(args) -> int:
                                               ': ' + outcome.reason if outcome.reason else
                                               ' (ticket %d)' % outcome.ticket.ticket_id if outcome.ticket else ''))
     return EXIT_INCOMPLETE if any(o.outcome == QUARANTINED for _, o in results) else EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ serve
+
+def run_serve(args) -> int:
+    from .runtime import keep_large_blocks_out_of_the_heap
+    from .serve import serve
+    from .smtp import ListenError, parse_listen
+    config = _config(args)
+    smtp = _listen_option(args.smtp, config.smtp_listen)
+    lmtp = _listen_option(args.lmtp, config.lmtp_listen)
+    for value in (smtp, lmtp):
+        if value:
+            try:
+                parse_listen(value)
+            except ListenError as exc:
+                raise UsageError(str(exc)) from exc
+    if not smtp and not lmtp:
+        raise UsageError('nothing to listen on: give --smtp and/or --lmtp')
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger('mail.log').setLevel(logging.WARNING)      # aiosmtpd's own per-command trace
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter('%(asctime)s %(name)s %(message)s'))
+    keep_large_blocks_out_of_the_heap()
+    return serve(config, smtp, lmtp, config.intake_workers if args.workers is None else args.workers)
+
+
+def _listen_option(value: str | None, default: str) -> str:
+    if value is None:
+        return default
+    return '' if value.lower() in ('', 'off', 'none') else value

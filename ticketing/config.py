@@ -12,7 +12,16 @@ variables, which win over the file. Every setting has a default that works on a 
     [tickets]
     url_template = "http://localhost:8080/tickets/{ticket_id}"   # POSTDESK_TICKET_URL
 
-Later stages add their own sections (`[smtp]`, `[lmtp]`, `[relay]`); see README.md.
+    [server]                                          # postdesk serve
+    smtp = "127.0.0.1:2525"                           # POSTDESK_SMTP_LISTEN; "" = no SMTP listener
+    lmtp = "127.0.0.1:2424"                           # POSTDESK_LMTP_LISTEN; or "unix:/run/postdesk/lmtp.sock"
+    hostname = "helpdesk.example.com"                 # POSTDESK_HOSTNAME; banner and Received: header
+    max_sessions = 100
+    idle_timeout = 300                                # seconds
+    tls_cert = "/etc/postdesk/cert.pem"               # both set: STARTTLS is offered
+    tls_key = "/etc/postdesk/key.pem"
+    intake_workers = 1
+    shutdown_grace = 30                               # seconds to let transactions in flight finish
 """
 from __future__ import annotations
 
@@ -40,6 +49,16 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     batch_size: int = 100
     ticket_url_template: str = 'http://localhost:8080/tickets/{ticket_id}'
+    smtp_listen: str = '127.0.0.1:2525'
+    lmtp_listen: str = '127.0.0.1:2424'
+    hostname: str = ''
+    max_sessions: int = 100
+    idle_timeout: int = 300
+    tls_cert: str = ''
+    tls_key: str = ''
+    intake_workers: int = 1
+    shutdown_grace: int = 30
+    database_timeout: int = 5
     extra: dict = field(default_factory=dict)
 
     def ticket_url(self, ticket_id: int) -> str:
@@ -52,12 +71,31 @@ _FILE_KEYS = {
     ('intake', 'max_message_bytes'): 'max_message_bytes',
     ('intake', 'batch_size'): 'batch_size',
     ('tickets', 'url_template'): 'ticket_url_template',
+    ('server', 'smtp'): 'smtp_listen',
+    ('server', 'lmtp'): 'lmtp_listen',
+    ('server', 'hostname'): 'hostname',
+    ('server', 'max_sessions'): 'max_sessions',
+    ('server', 'idle_timeout'): 'idle_timeout',
+    ('server', 'tls_cert'): 'tls_cert',
+    ('server', 'tls_key'): 'tls_key',
+    ('server', 'intake_workers'): 'intake_workers',
+    ('server', 'shutdown_grace'): 'shutdown_grace',
+    ('database', 'timeout'): 'database_timeout',
 }
 _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
     'POSTDESK_PGDATA': 'embedded_data',
     'POSTDESK_MAX_MESSAGE_BYTES': 'max_message_bytes',
     'POSTDESK_TICKET_URL': 'ticket_url_template',
+    'POSTDESK_SMTP_LISTEN': 'smtp_listen',
+    'POSTDESK_LMTP_LISTEN': 'lmtp_listen',
+    'POSTDESK_HOSTNAME': 'hostname',
+    'POSTDESK_DATABASE_TIMEOUT': 'database_timeout',
+    'POSTDESK_MAX_SESSIONS': 'max_sessions',
+    'POSTDESK_SHUTDOWN_GRACE': 'shutdown_grace',
+    'POSTDESK_IDLE_TIMEOUT': 'idle_timeout',
+    'POSTDESK_TLS_CERT': 'tls_cert',
+    'POSTDESK_TLS_KEY': 'tls_key',
 }
 
 
@@ -74,7 +112,7 @@ def load_config(path: str | None = None, env: dict | None = None) -> Config:
             if key in document.get(section, {}):
                 values[name] = document[section][key]
     for variable, name in _ENV_KEYS.items():
-        if env.get(variable):
+        if variable in env and (env[variable] or name.endswith('_listen')):
             values[name] = env[variable]
     return Config(**_typed(values), extra=extra)
 

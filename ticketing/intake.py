@@ -136,7 +136,8 @@ class _Planner:
         self._learn(ready)
         ticket_ids = iter(store.allocate_ids(self.conn, 'ticket', 'ticket_id', len(ready)))
         interaction_ids = iter(store.allocate_ids(self.conn, 'interaction', 'interaction_id', len(ready)))
-        raw_ids = iter(store.allocate_ids(self.conn, 'raw_message', 'raw_id', len(ready)))
+        raw_ids = iter(store.allocate_ids(self.conn, 'raw_message', 'raw_id',
+                                          sum(1 for i in ready if i.message.raw_id is None)))
         for item in items:
             if item.reason is not None:
                 self._quarantine(item, item.reason)
@@ -191,7 +192,8 @@ class _Planner:
         if decision.quarantine:
             self._quarantine(item, decision.quarantine)
             return
-        interaction_id, raw_id = next(interaction_ids), next(raw_ids)
+        interaction_id = next(interaction_ids)
+        raw_id = item.message.raw_id or next(raw_ids)
         if decision.ticket_id is None:
             ticket_id, outcome = next(ticket_ids), NEW
             self._open_ticket(item, ticket_id, decision, interaction_id)
@@ -214,8 +216,9 @@ class _Planner:
                                           'already stored under Message-ID <%s>' % item.message_id, item.message_id))
 
     def _quarantine(self, item: Prepared, reason: str) -> None:
-        hint = item.mailbox.address if item.mailbox else None
-        self.plan.rows.quarantine.append((reason, item.message.source, hint, item.sha256, item.message.raw))
+        hint = item.mailbox.address if item.mailbox else item.message.mailbox
+        self.plan.rows.quarantine.append((reason, item.message.source, hint, item.sha256, item.message.raw,
+                                          item.message.raw_id))
         self.plan.outcomes.append(Outcome(item.message.source, QUARANTINED, reason=reason,
                                           message_id=item.message_id))
 
@@ -257,9 +260,10 @@ class _Planner:
     def _add_message_rows(self, item: Prepared, ticket_id: int, interaction_id: int, raw_id: int, rule: str) -> None:
         parsed, rows = item.parsed, self.plan.rows
         envelope = item.message
-        rows.raw.append((raw_id, item.sha256, envelope.raw, len(envelope.raw), envelope.source,
-                         envelope.envelope_from, list(envelope.envelope_to) if envelope.envelope_to else None,
-                         envelope.peer, envelope.helo))
+        if envelope.raw_id is None:
+            rows.raw.append((raw_id, item.sha256, envelope.raw, len(envelope.raw), envelope.source,
+                             envelope.envelope_from, list(envelope.envelope_to) if envelope.envelope_to else None,
+                             envelope.peer, envelope.helo))
         sender = parsed.from_
         rows.interactions.append((
             interaction_id, ticket_id, item.mailbox.mailbox_id, 'inbound', interaction_type(parsed), 'Received',
@@ -324,10 +328,21 @@ class Intake:
             return item
         item.parsed = result.parsed
         item.message_id = storage_message_id(item.parsed, sha256)
+        if message.mailbox:
+            item.mailbox = self._mailbox_named(message.mailbox)
+            if item.mailbox is None:
+                item.reason = 'mailbox %s does not exist (any more)' % message.mailbox
+            return item
         item.mailbox = self.forced_mailbox or route(item.parsed, self.mailboxes)
         if item.mailbox is None:
             item.reason = 'no mailbox to deliver to: add one with `postdesk mailbox add ADDRESS`'
         return item
+
+    def _mailbox_named(self, address: str) -> store.Mailbox | None:
+        for mailbox in self.mailboxes:
+            if mailbox.address.lower() == address.lower():
+                return mailbox
+        return None
 
     def store_batch(self, batch: list[SourceMessage]) -> list[Outcome]:
         return self.store_parsed(batch, [parse_raw(m.raw, self.limits) for m in batch])
@@ -363,8 +378,8 @@ class Intake:
         log.error('%s quarantined: %s', item.message.source, reason)
         with self.conn.transaction():
             store.insert_quarantine(self.conn, [(reason, item.message.source,
-                                                 item.mailbox.address if item.mailbox else None,
-                                                 item.sha256, item.message.raw)])
+                                                 item.mailbox.address if item.mailbox else item.message.mailbox,
+                                                 item.sha256, item.message.raw, item.message.raw_id)])
         return Outcome(item.message.source, QUARANTINED, reason=reason, message_id=item.message_id)
 
 

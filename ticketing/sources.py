@@ -26,6 +26,8 @@ class SourceMessage:
     envelope_to: tuple[str, ...] | None = None
     peer: str | None = None
     helo: str | None = None
+    raw_id: int | None = None       # set when the bytes are stored already (SMTP/LMTP spool)
+    mailbox: str | None = None      # the mailbox it was delivered to (an SMTP/LMTP recipient), if known
 
 
 class SourceError(OSError):

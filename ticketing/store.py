@@ -68,7 +68,6 @@ BLOB_COLUMNS = ('sha256', 'size', 'data')
 ATTACHMENT_COLUMNS = ('interaction_id', 'position', 'filename', 'content_type', 'content_id', 'inline', 'size',
                       'sha256')
 AUDIT_COLUMNS = ('ticket_id', 'interaction_id', 'action', 'modifier', 'status_before', 'status_after')
-QUARANTINE_COLUMNS = ('reason', 'source', 'mailbox_hint', 'sha256', 'data')
 
 
 # ----------------------------------------------------------------------------------------------- mailboxes
@@ -242,8 +241,8 @@ def insert_quarantine(conn: psycopg.Connection, rows: list[tuple]) -> None:
     if not rows:
         return
     with conn.cursor() as cur:
-        cur.executemany('INSERT INTO quarantine (reason, source, mailbox_hint, sha256, data) '
-                        'VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING', rows)
+        cur.executemany('INSERT INTO quarantine (reason, source, mailbox_hint, sha256, data, raw_id) '
+                        'VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING', rows)
 
 
 def jsonb(value) -> Jsonb:

@@ -1,0 +1,138 @@
+"""`postdesk serve`: SMTP and LMTP listeners on one asyncio loop, with intake workers beside them.
+
+Start: the schema is checked, intake worker processes start (they turn the spool into tickets), the listeners
+bind and the log says where. SIGTERM or SIGINT: the listeners stop accepting, sessions in a transaction may
+finish within the grace period (the others get 421), the workers finish the spool, and the process exits 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import ssl
+from dataclasses import replace
+
+
+from .config import Config
+from .spool import SpoolUnavailable, SpoolWriter
+from .db import open_database, resolve_database_url
+from .smtp import (IntakeHandler, LmtpSession, Recipients, SmtpSession, default_hostname, drain, parse_listen,
+                   session_factory)
+from .worker import run_worker
+
+log = logging.getLogger('postdesk.serve')
+
+MAILBOX_REFRESH_SECONDS = 10
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    if not (config.tls_cert and config.tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+def start_workers(config: Config, count: int) -> tuple[list[multiprocessing.Process], object]:
+    """Intake worker processes, forked before the event loop starts (they share nothing with it)."""
+    context = multiprocessing.get_context('fork')
+    stop = context.Event()
+    workers = [context.Process(target=run_worker, args=(config, stop, config.shutdown_grace), daemon=False,
+                               name='postdesk-intake-%d' % i) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    return workers, stop
+
+
+def stop_workers(workers: list[multiprocessing.Process], stop, timeout: float) -> None:
+    stop.set()
+    for worker in workers:
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning('intake worker %d did not stop in time; terminating it (its batch stays in the spool)',
+                        worker.pid)
+            worker.terminate()
+            worker.join(5)
+
+
+def serve(config: Config, smtp: str | None, lmtp: str | None, workers: int) -> int:
+    url = resolve_database_url(config.database_url, config.embedded_data)
+    open_database(url, config.embedded_data).close()          # the schema, before anyone writes
+    config = _with_url(config, url)
+    processes, stop = start_workers(config, workers)
+    try:
+        asyncio.run(_serve(config, smtp, lmtp))
+    finally:
+        stop_workers(processes, stop, config.shutdown_grace + 10)
+    log.info('stopped')
+    return 0
+
+
+def _with_url(config: Config, url: str) -> Config:
+    return replace(config, database_url=url)
+
+
+async def _serve(config: Config, smtp: str | None, lmtp: str | None) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    recipients = Recipients()
+    hostname = config.hostname or default_hostname()
+    writer = SpoolWriter(config.database_url, config.database_timeout)
+    handler = IntakeHandler(config.database_url, writer, recipients, hostname, config.database_timeout)
+    servers = await _listen(config, handler, smtp, lmtp, hostname)
+    refresher = asyncio.create_task(_refresh_mailboxes(recipients, config.database_url, config.database_timeout))
+    try:
+        await stopping.wait()
+        log.info('stopping: no new sessions; letting transactions in flight finish')
+        for server in servers:
+            server.close()
+        await drain(handler, config.shutdown_grace)
+    finally:
+        refresher.cancel()
+        await writer.close()
+
+
+async def _listen(config: Config, handler: IntakeHandler, smtp: str | None, lmtp: str | None, hostname: str):
+    loop = asyncio.get_running_loop()
+    options = dict(data_size_limit=config.max_message_bytes, enable_SMTPUTF8=True, decode_data=False,
+                   hostname=hostname, ident='postdesk ESMTP', tls_context=tls_context(config),
+                   timeout=config.idle_timeout, auth_exclude_mechanism=['LOGIN', 'PLAIN'])
+    servers = []
+    for kind, value in (('SMTP', smtp), ('LMTP', lmtp)):
+        if not value:
+            continue
+        address = parse_listen(value)
+        session = SmtpSession if kind == 'SMTP' else LmtpSession
+        factory = session_factory(session, handler, config.max_sessions, **options)
+        if address.path:
+            if os.path.exists(address.path):
+                os.unlink(address.path)
+            servers.append(await loop.create_unix_server(factory, address.path))
+            os.chmod(address.path, 0o666)
+        else:
+            servers.append(await loop.create_server(factory, address.host, address.port, reuse_address=True))
+        log.info('%s listening on %s (max %d sessions, %d bytes per message%s)', kind, _bound(servers[-1], address),
+                 config.max_sessions, config.max_message_bytes, ', STARTTLS' if options['tls_context'] else '')
+    if not servers:
+        raise ValueError('nothing to listen on: give --smtp and/or --lmtp')
+    return servers
+
+
+def _bound(server, address) -> str:
+    if address.path:
+        return 'unix:%s' % address.path
+    host, port = server.sockets[0].getsockname()[:2]
+    return '%s:%d' % (host, port)
+
+
+async def _refresh_mailboxes(recipients: Recipients, url: str, timeout: float) -> None:
+    while True:
+        try:
+            await recipients.refresh(url, timeout)
+        except SpoolUnavailable as exc:      # the last list stays in use; retried
+            log.warning('cannot refresh the mailbox list (%s); keeping the last one', exc)
+        await asyncio.sleep(MAILBOX_REFRESH_SECONDS)

@@ -1,0 +1,238 @@
+"""SMTP (RFC 5321) and LMTP (RFC 2033) intake on aiosmtpd, on the server's asyncio loop.
+
+The promise to the sending MTA: `250` only after the transaction holding the raw bytes has committed (see
+spool.SpoolWriter); a database that cannot be reached gives `451 4.3.0`, so the MTA keeps the message and retries.
+Recipients are checked at RCPT time against the mailboxes (a catch-all mailbox takes unknown addresses of its own
+domain): anything else gets `550 5.1.1`, so postdesk is never an open relay. LMTP answers each accepted
+recipient after DATA. SIZE is advertised and enforced (`552 5.3.4`), with 8BITMIME, SMTPUTF8 and, when a
+certificate is configured, STARTTLS. Sessions are limited in number and idle time; every message gets a
+`Received:` header as an MTA would add.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+
+from . import spool
+
+log = logging.getLogger('postdesk.smtp')
+
+TOO_MUCH_DATA = '552 Error: Too much mail data'
+_MESSAGE_ID = re.compile(rb'^Message-ID:[ \t]*(<[^>\r\n]{1,250}>)', re.I | re.M)
+
+
+class ListenError(ValueError):
+    """A listen address that cannot be used (`HOST:PORT` or `unix:PATH`)."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str = ''
+    port: int = 0
+    path: str = ''
+
+    def __str__(self) -> str:
+        return 'unix:%s' % self.path if self.path else '%s:%d' % (self.host, self.port)
+
+
+def parse_listen(value: str) -> ListenAddress:
+    if value.startswith('unix:'):
+        return ListenAddress(path=value[5:])
+    host, sep, port = value.rpartition(':')
+    if not sep or not port.isdigit():
+        raise ListenError('listen address %r is not HOST:PORT or unix:PATH' % value)
+    return ListenAddress(host=host.strip('[]') or '127.0.0.1', port=int(port))
+
+
+class Recipients:
+    """The mailbox addresses RCPT TO may name, refreshed from the database in the background."""
+
+    def __init__(self):
+        self.addresses: set[str] = set()
+        self.catch_all_domains: set[str] = set()
+        self.loaded = False
+
+    async def refresh(self, url: str, timeout: float) -> None:
+        self.addresses, self.catch_all_domains = await spool.mailbox_addresses(url, timeout)
+        self.loaded = True
+
+    def accepts(self, address: str) -> bool:
+        address = address.lower().strip('<>')
+        local, _, domain = address.rpartition('@')
+        return (address in self.addresses or '%s@%s' % (local.split('+', 1)[0], domain) in self.addresses
+                or domain in self.catch_all_domains)
+
+
+def message_id_of(data: bytes) -> str:
+    header = data[:65536].split(b'\r\n\r\n', 1)[0]
+    found = _MESSAGE_ID.search(header)
+    return found.group(1).decode('ascii', 'replace') if found else '-'
+
+
+def received_header(hostname: str, helo: str, peer, recipients: list[str], protocol: str) -> bytes:
+    """RFC 5321 4.4 trace header for the message, as an MTA adds it."""
+    ip = peer[0] if isinstance(peer, tuple) else 'local'
+    recipient = ('\r\n\tfor <%s>' % recipients[0]) if len(recipients) == 1 else ''
+    return ('Received: from %s ([%s])\r\n\tby %s (postdesk) with %s id %s%s;\r\n\t%s\r\n'
+            % (helo or 'unknown', ip, hostname, protocol, secrets.token_hex(6), recipient,
+               email.utils.formatdate(localtime=True))).encode('utf-8', 'replace')
+
+
+def _protocol_name(server: SMTP, session) -> str:
+    if isinstance(server, LMTP):
+        return 'LMTP'
+    name = 'ESMTP' if session.extended_smtp else 'SMTP'
+    return name + ('S' if session.ssl else '')
+
+
+class IntakeHandler:
+    """aiosmtpd hooks: RCPT against the mailboxes, DATA into the spool."""
+
+    def __init__(self, url: str, writer: spool.SpoolWriter, recipients: Recipients, hostname: str,
+                 database_timeout: float):
+        self.url, self.writer, self.recipients, self.hostname = url, writer, recipients, hostname
+        self.database_timeout = database_timeout
+        self.sessions: set[Session] = set()
+        self.storing = 0
+        self.shutting_down = False
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.shutting_down:
+            return '421 4.3.2 Service shutting down, try again later'
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return '250 2.1.0 Ok'
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not self.recipients.loaded:
+            try:
+                await self.recipients.refresh(self.url, self.database_timeout)
+            except spool.SpoolUnavailable as exc:
+                log.warning('peer=%s rcpt=<%s> outcome=451 reason=mailboxes unavailable (%s)',
+                            _peer(session), address, _first_line(exc))
+                return '451 4.3.0 Cannot verify the recipient now, try again later'
+        if not self.recipients.accepts(address):
+            log.info('peer=%s from=<%s> rcpt=<%s> outcome=550 reason=no such mailbox',
+                     _peer(session), envelope.mail_from, address)
+            return '550 5.1.1 <%s>: Recipient address rejected: no such mailbox here' % address
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return '250 2.1.5 Ok'
+
+    async def handle_DATA(self, server, session, envelope):
+        started = time.monotonic()
+        protocol = _protocol_name(server, session)
+        data = received_header(self.hostname, session.host_name, session.peer, envelope.rcpt_tos, protocol) \
+            + envelope.original_content
+        record = spool.Envelope(envelope.mail_from or '', tuple(envelope.rcpt_tos), _peer(session),
+                                session.host_name or '', 'lmtp' if protocol == 'LMTP' else 'smtp')
+        self.storing += 1
+        try:
+            raw_id = await self.writer.accept(data, record)
+        except spool.SpoolUnavailable as exc:
+            log.warning('peer=%s from=<%s> to=%s message-id=%s outcome=451 reason=%s ms=%d', record.peer,
+                        record.mail_from, ','.join('<%s>' % r for r in record.rcpt_to), message_id_of(data),
+                        _first_line(exc), (time.monotonic() - started) * 1000)
+            return self._replies(server, envelope, '451 4.3.0 Temporary failure storing the message, '
+                                                   'try again later')
+        finally:
+            self.storing -= 1
+        return self._replies(server, envelope, '250 2.0.0 Ok: queued as %d' % raw_id)
+
+    @staticmethod
+    def _replies(server, envelope, status: str) -> str:
+        """SMTP answers once; LMTP once per accepted recipient (RFC 2033 4.2)."""
+        if isinstance(server, LMTP):
+            return '\r\n'.join('%s <%s>' % (status, rcpt) for rcpt in envelope.rcpt_tos)
+        return status
+
+
+def _peer(session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return '%s:%s' % (peer[0], peer[1])
+    return str(peer or 'local')
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class Session:
+    """What the server needs of every session, for limits and for shutdown (mixed into SMTP and LMTP)."""
+    handler: IntakeHandler
+    max_sessions: int
+    rejected = False
+
+    def connection_made(self, transport):
+        if len(self.handler.sessions) >= self.max_sessions or self.handler.shutting_down:
+            self.rejected = True
+            transport.write(b'421 4.7.0 Too many connections, try again later\r\n')
+            transport.close()
+            return
+        self.handler.sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        if self.rejected:
+            return
+        self.handler.sessions.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status):
+        if status == TOO_MUCH_DATA:
+            status = '552 5.3.4 Message too big for this system'
+        await super().push(status)
+
+    def in_transaction(self) -> bool:
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def close_with_421(self) -> None:
+        if self.transport is not None:
+            self.transport.write(b'421 4.3.2 Service shutting down, closing connection\r\n')
+            self.transport.close()
+
+
+class SmtpSession(Session, SMTP):
+    pass
+
+
+class LmtpSession(Session, LMTP):
+    pass
+
+
+def session_factory(kind: type, handler: IntakeHandler, max_sessions: int, **smtp_options):
+    def build():
+        session = kind(handler, **smtp_options)
+        session.handler = handler
+        session.max_sessions = max_sessions
+        return session
+    return build
+
+
+async def drain(handler: IntakeHandler, grace: float) -> None:
+    """Shutdown: idle sessions get 421 now; those in a transaction may finish within `grace` seconds."""
+    handler.shutting_down = True
+    deadline = time.monotonic() + grace
+    while True:
+        for session in [s for s in handler.sessions if not s.in_transaction()]:
+            session.close_with_421()
+        if (not any(s.in_transaction() for s in handler.sessions) and handler.storing == 0) \
+                or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    for session in list(handler.sessions):
+        session.close_with_421()
+
+
+def default_hostname() -> str:
+    return socket.getfqdn() or 'localhost'

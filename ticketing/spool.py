@@ -1,0 +1,187 @@
+"""The spool: raw messages accepted over SMTP/LMTP, stored before the `250` is sent, then made into tickets by
+intake workers (issue 4).
+
+Accepting is one INSERT, committed, with asynchronous psycopg on the server's event loop (messages arriving at
+the same moment share it: group commit); the reply to DATA is sent only after that commit. The row stays `pending` until a worker has stored it as tickets (or quarantined it)
+in the same transaction that marks it `done`; workers claim rows with FOR UPDATE SKIP LOCKED, so several of
+them, on several machines, never take the same message, and a row left by a crash is simply taken again.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+NOTIFY_CHANNEL = 'postdesk_spool'
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    peer: str
+    helo: str
+    protocol: str                 # smtp or lmtp
+
+
+@dataclass(frozen=True)
+class Pending:
+    raw_id: int
+    data: bytes
+    envelope_from: str | None
+    envelope_to: tuple[str, ...]
+    peer: str | None
+    helo: str | None
+    source: str
+    received_at: object
+
+
+class SpoolUnavailable(Exception):
+    """The spool could not be written or read now (database down, timeout): the sender must retry (451)."""
+
+
+async def connect_async(url: str, timeout: float) -> psycopg.AsyncConnection:
+    try:
+        return await asyncio.wait_for(psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=max(1, int(timeout))), timeout)
+    except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+        raise SpoolUnavailable('cannot connect to PostgreSQL: %s' % _first_line(exc)) from exc
+
+
+async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Envelope]], timeout: float) -> list[int]:
+    """Store messages' bytes and envelopes; their raw ids, once committed. One statement, so one round trip: on an
+    autocommit connection it is its own transaction, and its result arrives only after the commit."""
+    rows = [(hashlib.sha256(data).digest(), data, len(data), e.protocol, _text(e.mail_from),
+             [_text(r) for r in e.rcpt_to], _text(e.peer), _text(e.helo)) for data, e in items]
+    values = sql.SQL(', ').join(sql.SQL("(%s, %s, %s, %s, %s, %s::text[], %s, %s, 'pending')") for _ in rows)
+    statement = sql.SQL(
+        'WITH stored AS (INSERT INTO raw_message (sha256, data, size, source, envelope_from, envelope_to, peer, '
+        'helo, state) VALUES {} RETURNING raw_id), woken AS (SELECT pg_notify(%s, \'\')) '
+        'SELECT raw_id FROM stored, woken ORDER BY raw_id').format(values)
+    params = [value for row in rows for value in row] + [NOTIFY_CHANNEL]
+    try:
+        cursor = await asyncio.wait_for(conn.execute(statement, params), timeout)
+        return [row[0] for row in await cursor.fetchall()]
+    except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+        raise SpoolUnavailable(_first_line(exc)) from exc
+
+
+def _text(value: str | None) -> str:
+    return (value or '').replace('\x00', '')
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class SpoolWriter:
+    """Group commit: messages arriving on concurrent sessions share transactions, so one commit (and one fsync)
+    covers several of them. Each caller still gets its reply only after the commit that holds its message.
+    Each writer task keeps its own connection; one that fails is dropped and opened again for the next batch."""
+
+    def __init__(self, url: str, timeout: float, writers: int = 2, max_batch: int = 64):
+        self.url, self.timeout, self.max_batch = url, timeout, max_batch
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.tasks = [asyncio.create_task(self._write()) for _ in range(writers)]
+
+    async def accept(self, data: bytes, envelope: Envelope) -> int:
+        """The raw id of the stored message; raises SpoolUnavailable when it could not be stored."""
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((data, envelope, future))
+        return await future
+
+    async def _write(self) -> None:
+        conn = None
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                conn = conn if conn is not None and not conn.closed else await connect_async(self.url, self.timeout)
+                ids = await store_raw(conn, [(data, envelope) for data, envelope, _ in batch], self.timeout)
+            except SpoolUnavailable as exc:
+                conn = await _discard(conn)
+                _settle(batch, exception=exc)
+                continue
+            _settle(batch, results=ids)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _discard(conn: psycopg.AsyncConnection | None) -> None:
+    if conn is not None:
+        try:
+            await conn.close()
+        except psycopg.Error:
+            pass      # it is broken already; a new one is opened for the next batch
+    return None
+
+
+def _settle(batch: list, results: list[int] | None = None, exception: Exception | None = None) -> None:
+    for index, (_, _, future) in enumerate(batch):
+        if future.done():
+            continue
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(results[index])
+
+
+async def mailbox_addresses(url: str, timeout: float) -> tuple[set[str], set[str]]:
+    """Lower-cased mailbox addresses, and the domains that have a catch-all mailbox."""
+    conn = await connect_async(url, timeout)
+    try:
+        cursor = await asyncio.wait_for(conn.execute('SELECT lower(address), catch_all FROM mailbox'), timeout)
+        rows = await cursor.fetchall()
+    except (psycopg.Error, asyncio.TimeoutError) as exc:
+        raise SpoolUnavailable(_first_line(exc)) from exc
+    finally:
+        await _discard(conn)
+    addresses = {address for address, _ in rows}
+    catch_all = {address.rpartition('@')[2] for address, flag in rows if flag}
+    return addresses, catch_all
+
+
+def claim_pending(conn: psycopg.Connection, limit: int) -> list[Pending]:
+    """Lock up to `limit` pending rows, oldest first, skipping rows another worker holds. Call in a transaction."""
+    rows = conn.execute(
+        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at FROM raw_message '
+        "WHERE state = 'pending' ORDER BY raw_id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+    return [Pending(raw_id, bytes(data), sender, tuple(rcpt or ()), peer, helo, source, received)
+            for raw_id, data, sender, rcpt, peer, helo, source, received in rows]
+
+
+def claim_one(conn: psycopg.Connection, raw_id: int) -> Pending | None:
+    rows = conn.execute(
+        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at FROM raw_message '
+        "WHERE raw_id = %s AND state = 'pending' FOR UPDATE SKIP LOCKED", (raw_id,)).fetchall()
+    return next((Pending(r[0], bytes(r[1]), r[2], tuple(r[3] or ()), r[4], r[5], r[6], r[7]) for r in rows), None)
+
+
+def mark(conn: psycopg.Connection, states: dict[int, str]) -> None:
+    """Record what became of claimed rows: `done` or `quarantined`."""
+    with conn.cursor() as cur:
+        cur.executemany('UPDATE raw_message SET state = %s WHERE raw_id = %s',
+                        [(state, raw_id) for raw_id, state in sorted(states.items())])
+
+
+def pending_ages(conn: psycopg.Connection) -> tuple[float | None, float]:
+    """Seconds the oldest pending message has waited (None when none waits), and since the newest arrived."""
+    waited, quiet = conn.execute(
+        'SELECT extract(epoch FROM now() - min(received_at)), extract(epoch FROM now() - max(received_at)) '
+        "FROM raw_message WHERE state = 'pending'").fetchone()
+    return (float(waited) if waited is not None else None), (float(quiet) if quiet is not None else 0.0)
+
+
+def pending_count(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM raw_message WHERE state = 'pending'").fetchone()[0]
+
+
+def listen(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL('LISTEN {}').format(sql.Identifier(NOTIFY_CHANNEL)))
