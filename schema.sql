@@ -109,6 +109,9 @@ CREATE TABLE IF NOT EXISTS raw_message (
     state         text NOT NULL DEFAULT 'done' CHECK (state IN ('pending', 'done', 'quarantined'))
 );
 CREATE INDEX IF NOT EXISTS raw_message_pending_idx ON raw_message (raw_id) WHERE state = 'pending';
+-- trace_len: bytes of the Received: header postdesk added in front; a message's identity (the sha256 above, and
+-- the Message-ID derived from it when there is none) is taken from the bytes as the sender sent them.
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS trace_len integer NOT NULL DEFAULT 0;
 
 -- Every inbound and outbound message (iService interaction), in exactly one ticket.
 CREATE TABLE IF NOT EXISTS interaction (

@@ -1,6 +1,7 @@
 """`postdesk serve` on real sockets, against a real PostgreSQL (issue 4)."""
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import signal
@@ -293,22 +294,127 @@ def test_idle_sessions_are_closed(db_url, tmp_path, mailbox):
 
 
 def test_starttls_with_a_configured_certificate(db_url, tmp_path, mailbox, conn):
+    cert, key = _make_certificate(tmp_path)
+    running = Server(db_url, tmp_path, {'POSTDESK_TLS_CERT': cert, 'POSTDESK_TLS_KEY': key})
+    try:
+        with smtplib.SMTP('127.0.0.1', running.smtp_port) as client:
+            client.ehlo()
+            assert client.has_extn('starttls')
+        with _tls_client(running.smtp_port, cert) as client:
+            client.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<tls@customer.example>'))
+    finally:
+        assert running.stop() == 0
+    data = bytes(conn.execute('SELECT data FROM raw_message').fetchone()[0])
+    assert b'with ESMTPS' in data.split(b'\r\n\r\n', 1)[0]
+
+
+def _make_certificate(tmp_path) -> tuple[str, str]:
     openssl = shutil.which('openssl')
     if openssl is None:
         pytest.skip('openssl is needed to make a test certificate')
     cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
     subprocess.run([openssl, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
                     '-keyout', str(key), '-out', str(cert)], check=True, capture_output=True)
-    running = Server(db_url, tmp_path, {'POSTDESK_TLS_CERT': str(cert), 'POSTDESK_TLS_KEY': str(key)})
+    return str(cert), str(key)
+
+
+def _tls_client(port: int, cert: str) -> smtplib.SMTP:
+    context = ssl.create_default_context(cafile=cert)
+    context.check_hostname = False          # the test certificate names localhost, we dial 127.0.0.1
+    client = smtplib.SMTP('127.0.0.1', port, timeout=10)
+    client.starttls(context=context)
+    return client
+
+
+def test_undecodable_envelope_bytes_are_stored_and_do_not_stop_intake(server, conn):
+    message = make_message(message_id='<odd-envelope@customer.example>').replace(b'\n', b'\r\n') + b'\r\n.\r\n'
+    for _ in range(3):        # more than there are spool writers: none of them may die
+        replies = lmtp_dialogue(server.smtp_port, [
+            b'EHLO \xff\xfe.example\r\n', b'MAIL FROM:<\xff\xfeodd@customer.example>\r\n',
+            b'RCPT TO:<%s>\r\n' % MAILBOX.encode(), b'DATA\r\n', message])
+        assert replies[-1].startswith(b'250'), replies[-1]
+    with smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=10) as client:
+        assert client.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<after@c.example>')) == {}
+    senders = {row[0] for row in conn.execute('SELECT envelope_from FROM raw_message').fetchall()}
+    assert '\ufffd\ufffdodd@customer.example' in senders and 'anna@customer.example' in senders
+    assert wait_for(lambda: tickets_for(conn, 'after@c.example'))
+
+
+def test_a_message_that_cannot_be_stored_is_quarantined_and_the_next_one_still_becomes_a_ticket(server, conn):
+    """A From address longer than PostgreSQL can index fails a statement (not the connection): that message goes
+    to the quarantine instead of blocking the spool."""
+    incompressible = ''.join(hashlib.sha256(b'%d' % i).hexdigest() for i in range(200))      # 12,800 characters
+    folded_local_part = '\r\n '.join(incompressible[i:i + 900] for i in range(0, len(incompressible), 900))
+    poison = ('From: Anna <%s@customer.example>\r\nTo: %s\r\nSubject: poison\r\n'
+              'Message-ID: <poison@customer.example>\r\n\r\nhello\r\n' % (folded_local_part, MAILBOX)).encode()
+    with smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=10) as client:
+        client.sendmail('anna@customer.example', [MAILBOX], poison)
+        client.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<good@customer.example>'))
+    assert wait_for(lambda: tickets_for(conn, 'good@customer.example'))
+    held = wait_for(lambda: conn.execute('SELECT reason, raw_id FROM quarantine').fetchall())
+    assert len(held) == 1 and held[0][1] is not None
+    assert conn.execute("SELECT count(*) FROM raw_message WHERE state = 'pending'").fetchone()[0] == 0
+
+
+def test_lmtp_oversize_message_gets_one_552_per_recipient(db_url, tmp_path, mailbox):
+    running = Server(db_url, tmp_path, {'POSTDESK_MAX_MESSAGE_BYTES': '2000'})
     try:
-        with smtplib.SMTP('127.0.0.1', running.smtp_port) as client:
-            client.ehlo()
-            assert client.has_extn('starttls')
-            context = ssl.create_default_context(cafile=str(cert))
-            context.check_hostname = False          # the test certificate names localhost, we dial 127.0.0.1
-            client.starttls(context=context)
-            client.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<tls@customer.example>'))
+        big = make_message(body='x' * 5000 + '\n').replace(b'\n', b'\r\n') + b'\r\n.\r\n'
+        replies = lmtp_dialogue(running.lmtp_port, [
+            b'LHLO mx.test\r\n', b'MAIL FROM:<anna@customer.example>\r\n', b'RCPT TO:<%s>\r\n' % MAILBOX.encode(),
+            b'RCPT TO:<sales@helpdesk.example>\r\n', b'DATA\r\n', (big, 2)])
     finally:
         running.stop()
-    data = bytes(conn.execute('SELECT data FROM raw_message').fetchone()[0])
-    assert b'with ESMTPS' in data.split(b'\r\n\r\n', 1)[0]
+    assert [line[:9] for line in replies[-2:]] == [b'552 5.3.4', b'552 5.3.4']
+
+
+def test_a_message_without_message_id_delivered_twice_is_stored_once(server, conn):
+    """postdesk's own Received: header (which differs each time) is not part of the message's identity."""
+    message = make_message(message_id=None)
+    for _ in range(2):
+        with smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=10) as client:
+            client.sendmail('anna@customer.example', [MAILBOX], message)
+    wait_for(lambda: conn.execute("SELECT count(*) FROM raw_message WHERE state = 'done'").fetchone()[0] == 2)
+    assert conn.execute('SELECT count(*) FROM ticket').fetchone()[0] == 1
+    assert conn.execute('SELECT count(*) FROM interaction').fetchone()[0] == 1
+
+
+def test_starttls_session_at_the_limit_is_kept_and_frees_its_slot(db_url, tmp_path, mailbox):
+    cert, key = _make_certificate(tmp_path)
+    running = Server(db_url, tmp_path, {'POSTDESK_TLS_CERT': cert, 'POSTDESK_TLS_KEY': key,
+                                        'POSTDESK_MAX_SESSIONS': '2'})
+    try:
+        other = socket.create_connection(('127.0.0.1', running.smtp_port), timeout=5)
+        assert other.makefile('rb').readline().startswith(b'220')
+        client = _tls_client(running.smtp_port, cert)
+        assert client.noop()[0] == 250, 'the session is kept after STARTTLS'
+        client.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<tls-limit@c.example>'))
+        client.quit()
+        other.close()
+        for _ in range(2):      # both slots are free again
+            with socket.create_connection(('127.0.0.1', running.smtp_port), timeout=5) as sock:
+                assert sock.makefile('rb').readline().startswith(b'220')
+    finally:
+        assert running.stop() == 0
+
+
+def test_sigterm_with_an_idle_starttls_session_finishes_the_transaction_in_flight_and_exits_0(
+        db_url, tmp_path, mailbox, conn):
+    cert, key = _make_certificate(tmp_path)
+    running = Server(db_url, tmp_path, {'POSTDESK_TLS_CERT': cert, 'POSTDESK_TLS_KEY': key})
+    idle = _tls_client(running.smtp_port, cert)
+    with socket.create_connection(('127.0.0.1', running.smtp_port), timeout=10) as sock:
+        reader = sock.makefile('rb')
+        reader.readline()
+        for command in (b'HELO x\r\n', b'MAIL FROM:<anna@customer.example>\r\n',
+                        b'RCPT TO:<%s>\r\n' % MAILBOX.encode(), b'DATA\r\n'):
+            sock.sendall(command)
+            reader.readline()
+        sock.sendall(b'From: anna@customer.example\r\nSubject: in flight\r\nMessage-ID: <inflight@c.example>\r\n\r\n')
+        running.process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        sock.sendall(b'body\r\n.\r\n')
+        assert reader.readline().startswith(b'250')
+    idle.close()
+    assert running.stop() == 0, running.lines[-10:]
+    assert tickets_for(conn, 'inflight@c.example')

@@ -319,7 +319,7 @@ class Intake:
             yield from self.store_parsed(batch, results)
 
     def prepare(self, message: SourceMessage, result: ParseResult | None = None) -> Prepared:
-        sha256 = hashlib.sha256(message.raw).digest()
+        sha256 = hashlib.sha256(memoryview(message.raw)[message.trace_len:]).digest()   # same bytes, same id
         item = Prepared(message, sha256)
         result = result or parse_raw(message.raw, self.limits)
         if result.parsed is None:
@@ -354,10 +354,12 @@ class Intake:
                 plan = _Planner(self.conn, self.config).build(items)
                 store.write_rows(self.conn, plan.rows, bulk=True)
             return plan.outcomes
-        except psycopg.OperationalError:
-            raise
         except psycopg.Error as exc:
+            if connection_lost(self.conn):
+                raise
             log.warning('batch of %d failed (%s); storing its messages one by one', len(items), _first_line(exc))
+        except Exception:                 # a defect met by one message must not cost the others
+            log.exception('batch of %d failed; storing its messages one by one', len(items))
         return [self.store_one(item) for item in items]
 
     def store_one(self, item: Prepared) -> Outcome:
@@ -371,10 +373,13 @@ class Intake:
             with self.conn.transaction():
                 plan = _Planner(self.conn, self.config).build([item])
             return plan.outcomes[0]
-        except psycopg.OperationalError:
-            raise
         except psycopg.Error as exc:
+            if connection_lost(self.conn):
+                raise
             reason = 'could not be stored: %s' % _first_line(exc)
+        except Exception as exc:
+            log.exception('%s could not be stored', item.message.source)
+            reason = 'could not be stored (%s: %s)' % (type(exc).__name__, _first_line(exc))
         log.error('%s quarantined: %s', item.message.source, reason)
         with self.conn.transaction():
             store.insert_quarantine(self.conn, [(reason, item.message.source,
@@ -396,6 +401,12 @@ def _batches(messages: Iterable[SourceMessage], size: int, max_bytes: int = BATC
             batch, total = [], 0
     if batch:
         yield batch
+
+
+def connection_lost(conn: psycopg.Connection) -> bool:
+    """Whether a database error means the connection is gone (try again later) rather than that a statement
+    failed (psycopg reports some statement errors, like a too long index row, as OperationalError too)."""
+    return conn.closed or conn.broken
 
 
 def _first_line(exc: Exception) -> str:

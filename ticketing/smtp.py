@@ -27,6 +27,15 @@ from . import spool
 log = logging.getLogger('postdesk.smtp')
 
 TOO_MUCH_DATA = '552 Error: Too much mail data'
+SIZE_DECLARED_TOO_BIG = '552 Error: message size exceeds fixed maximum message size'
+LINE_TOO_LONG = '500 Line too long (see RFC5321 4.5.3.1.6)'
+# aiosmtpd answers these itself; postdesk gives them enhanced status codes (RFC 3463), and in LMTP repeats the
+# answer to DATA once per accepted recipient (RFC 2033 4.2), as aiosmtpd sends it only once.
+_REWORDED = {TOO_MUCH_DATA: '552 5.3.4 Message too big for this system',
+             SIZE_DECLARED_TOO_BIG: '552 5.3.4 Message size exceeds the fixed maximum message size',
+             LINE_TOO_LONG: '500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)'}
+_ANSWERS_TO_DATA = (TOO_MUCH_DATA, LINE_TOO_LONG)
+RECIPIENT_REFRESH_SECONDS = 1.0
 _MESSAGE_ID = re.compile(rb'^Message-ID:[ \t]*(<[^>\r\n]{1,250}>)', re.I | re.M)
 
 
@@ -60,10 +69,17 @@ class Recipients:
         self.addresses: set[str] = set()
         self.catch_all_domains: set[str] = set()
         self.loaded = False
+        self.refreshed_at = 0.0
 
     async def refresh(self, url: str, timeout: float) -> None:
         self.addresses, self.catch_all_domains = await spool.mailbox_addresses(url, timeout)
         self.loaded = True
+        self.refreshed_at = time.monotonic()
+
+    def stale(self) -> bool:
+        """A miss is checked against the database again when the list is older than a second: a mailbox added
+        a moment ago is not refused."""
+        return time.monotonic() - self.refreshed_at > RECIPIENT_REFRESH_SECONDS
 
     def accepts(self, address: str) -> bool:
         address = address.lower().strip('<>')
@@ -113,7 +129,7 @@ class IntakeHandler:
         return '250 2.1.0 Ok'
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if not self.recipients.loaded:
+        if not self.recipients.loaded or (not self.recipients.accepts(address) and self.recipients.stale()):
             try:
                 await self.recipients.refresh(self.url, self.database_timeout)
             except spool.SpoolUnavailable as exc:
@@ -131,10 +147,10 @@ class IntakeHandler:
     async def handle_DATA(self, server, session, envelope):
         started = time.monotonic()
         protocol = _protocol_name(server, session)
-        data = received_header(self.hostname, session.host_name, session.peer, envelope.rcpt_tos, protocol) \
-            + envelope.original_content
+        trace = received_header(self.hostname, session.host_name, session.peer, envelope.rcpt_tos, protocol)
+        data = trace + envelope.original_content
         record = spool.Envelope(envelope.mail_from or '', tuple(envelope.rcpt_tos), _peer(session),
-                                session.host_name or '', 'lmtp' if protocol == 'LMTP' else 'smtp')
+                                session.host_name or '', 'lmtp' if protocol == 'LMTP' else 'smtp', len(trace))
         self.storing += 1
         try:
             raw_id = await self.writer.accept(data, record)
@@ -172,8 +188,12 @@ class Session:
     handler: IntakeHandler
     max_sessions: int
     rejected = False
+    told_421 = False
 
     def connection_made(self, transport):
+        if self._original_transport is not None:      # the same session again, after STARTTLS (RFC 3207 4.2)
+            super().connection_made(transport)
+            return
         if len(self.handler.sessions) >= self.max_sessions or self.handler.shutting_down:
             self.rejected = True
             transport.write(b'421 4.7.0 Too many connections, try again later\r\n')
@@ -189,17 +209,26 @@ class Session:
         super().connection_lost(error)
 
     async def push(self, status):
-        if status == TOO_MUCH_DATA:
-            status = '552 5.3.4 Message too big for this system'
+        if status in _ANSWERS_TO_DATA and isinstance(self, LMTP) and self.envelope is not None \
+                and len(self.envelope.rcpt_tos) > 1:
+            status = '\r\n'.join('%s <%s>' % (_REWORDED[status], rcpt) for rcpt in self.envelope.rcpt_tos)
+        else:
+            status = _REWORDED.get(status, status)
         await super().push(status)
 
     def in_transaction(self) -> bool:
         return self.envelope is not None and self.envelope.mail_from is not None
 
     def close_with_421(self) -> None:
-        if self.transport is not None:
+        """Once per session: a TLS transport that is closing must not be written to again."""
+        if self.told_421 or self.transport is None or self.transport.is_closing():
+            return
+        self.told_421 = True
+        try:
             self.transport.write(b'421 4.3.2 Service shutting down, closing connection\r\n')
-            self.transport.close()
+        except (AttributeError, OSError, RuntimeError):
+            pass                  # the peer is gone already; closing is all that is left
+        self.transport.close()
 
 
 class SmtpSession(Session, SMTP):

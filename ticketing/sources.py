@@ -28,6 +28,7 @@ class SourceMessage:
     helo: str | None = None
     raw_id: int | None = None       # set when the bytes are stored already (SMTP/LMTP spool)
     mailbox: str | None = None      # the mailbox it was delivered to (an SMTP/LMTP recipient), if known
+    trace_len: int = 0              # bytes of postdesk's own Received: header in front (not part of the identity)
 
 
 class SourceError(OSError):

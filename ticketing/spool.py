@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 NOTIFY_CHANNEL = 'postdesk_spool'
+log = logging.getLogger('postdesk.spool')
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Envelope:
     peer: str
     helo: str
     protocol: str                 # smtp or lmtp
+    trace_len: int = 0            # bytes of the Received: header postdesk put in front of the message
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Pending:
     helo: str | None
     source: str
     received_at: object
+    trace_len: int = 0
 
 
 class SpoolUnavailable(Exception):
@@ -54,12 +58,13 @@ async def connect_async(url: str, timeout: float) -> psycopg.AsyncConnection:
 async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Envelope]], timeout: float) -> list[int]:
     """Store messages' bytes and envelopes; their raw ids, once committed. One statement, so one round trip: on an
     autocommit connection it is its own transaction, and its result arrives only after the commit."""
-    rows = [(hashlib.sha256(data).digest(), data, len(data), e.protocol, _text(e.mail_from),
-             [_text(r) for r in e.rcpt_to], _text(e.peer), _text(e.helo)) for data, e in items]
-    values = sql.SQL(', ').join(sql.SQL("(%s, %s, %s, %s, %s, %s::text[], %s, %s, 'pending')") for _ in rows)
+    rows = [(hashlib.sha256(memoryview(data)[e.trace_len:]).digest(), data, len(data), e.protocol,
+             _text(e.mail_from), [_text(r) for r in e.rcpt_to], _text(e.peer), _text(e.helo), e.trace_len)
+            for data, e in items]
+    values = sql.SQL(', ').join(sql.SQL("(%s, %s, %s, %s, %s, %s::text[], %s, %s, %s, 'pending')") for _ in rows)
     statement = sql.SQL(
         'WITH stored AS (INSERT INTO raw_message (sha256, data, size, source, envelope_from, envelope_to, peer, '
-        'helo, state) VALUES {} RETURNING raw_id), woken AS (SELECT pg_notify(%s, \'\')) '
+        'helo, trace_len, state) VALUES {} RETURNING raw_id), woken AS (SELECT pg_notify(%s, \'\')) '
         'SELECT raw_id FROM stored, woken ORDER BY raw_id').format(values)
     params = [value for row in rows for value in row] + [NOTIFY_CHANNEL]
     try:
@@ -70,7 +75,12 @@ async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Enve
 
 
 def _text(value: str | None) -> str:
-    return (value or '').replace('\x00', '')
+    """Envelope text as PostgreSQL takes it: aiosmtpd keeps undecodable bytes of SMTPUTF8 commands as surrogate
+    escapes, which are shown as U+FFFD rather than failing the INSERT."""
+    value = (value or '').replace('\x00', '')
+    if value.isascii():
+        return value
+    return value.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
 
 
 def _first_line(exc: BaseException) -> str:
@@ -105,6 +115,11 @@ class SpoolWriter:
             except SpoolUnavailable as exc:
                 conn = await _discard(conn)
                 _settle(batch, exception=exc)
+                continue
+            except Exception as exc:          # never let a writer die: its callers would wait for ever
+                log.exception('spool writer: unexpected error; the batch gets 451')
+                conn = await _discard(conn)
+                _settle(batch, exception=SpoolUnavailable('unexpected error: %s' % _first_line(exc)))
                 continue
             _settle(batch, results=ids)
 
@@ -151,17 +166,22 @@ async def mailbox_addresses(url: str, timeout: float) -> tuple[set[str], set[str
 def claim_pending(conn: psycopg.Connection, limit: int) -> list[Pending]:
     """Lock up to `limit` pending rows, oldest first, skipping rows another worker holds. Call in a transaction."""
     rows = conn.execute(
-        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at FROM raw_message '
-        "WHERE state = 'pending' ORDER BY raw_id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
-    return [Pending(raw_id, bytes(data), sender, tuple(rcpt or ()), peer, helo, source, received)
-            for raw_id, data, sender, rcpt, peer, helo, source, received in rows]
+        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at, trace_len '
+        "FROM raw_message WHERE state = 'pending' ORDER BY raw_id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,)).fetchall()
+    return [_pending(row) for row in rows]
+
+
+def _pending(row: tuple) -> Pending:
+    raw_id, data, sender, rcpt, peer, helo, source, received, trace_len = row
+    return Pending(raw_id, bytes(data), sender, tuple(rcpt or ()), peer, helo, source, received, trace_len)
 
 
 def claim_one(conn: psycopg.Connection, raw_id: int) -> Pending | None:
     rows = conn.execute(
-        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at FROM raw_message '
-        "WHERE raw_id = %s AND state = 'pending' FOR UPDATE SKIP LOCKED", (raw_id,)).fetchall()
-    return next((Pending(r[0], bytes(r[1]), r[2], tuple(r[3] or ()), r[4], r[5], r[6], r[7]) for r in rows), None)
+        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at, trace_len '
+        "FROM raw_message WHERE raw_id = %s AND state = 'pending' FOR UPDATE SKIP LOCKED", (raw_id,)).fetchall()
+    return next((_pending(row) for row in rows), None)
 
 
 def mark(conn: psycopg.Connection, states: dict[int, str]) -> None:

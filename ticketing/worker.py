@@ -46,7 +46,8 @@ def messages_for(pending: spool.Pending, mailboxes: dict[str, str]) -> list[Sour
         targets = [pending.envelope_to[0] if pending.envelope_to else '']
     return [SourceMessage(pending.data, '%s #%d' % (pending.source, pending.raw_id), envelope_from=pending.envelope_from,
                           envelope_to=pending.envelope_to, peer=pending.peer, helo=pending.helo,
-                          raw_id=pending.raw_id, mailbox=target or None) for target in targets]
+                          raw_id=pending.raw_id, mailbox=target or None, trace_len=pending.trace_len)
+            for target in targets]
 
 
 def _mailbox_for(address: str, mailboxes: dict[str, str]) -> str | None:
@@ -118,6 +119,9 @@ def run_worker(config: Config, stop_event=None, drain_seconds: float = 30.0) -> 
         except (psycopg.OperationalError, DatabaseUnavailable) as exc:
             log.warning('database unavailable (%s); retrying in %.0f s', str(exc).strip().splitlines()[0],
                         RETRY_SECONDS)
+            time.sleep(RETRY_SECONDS)
+        except Exception:                  # the spool is durable: log, pause, and take the rows again
+            log.exception('intake worker error; retrying in %.0f s', RETRY_SECONDS)
             time.sleep(RETRY_SECONDS)
     _drain(config, drain_seconds)
 
