@@ -78,10 +78,13 @@ _CLEANER = _cleaner(allow_data_images=False)
 _CLEANER_WITH_DATA_IMAGES = _cleaner(allow_data_images=True)
 
 
-def sanitize_html(html: str) -> str:
-    """Clean untrusted HTML by the allowlist above and defer remote images to `data-src`."""
+def sanitize_html(html: str, *, defer_images: bool = True) -> str:
+    """Clean untrusted HTML by the allowlist above and defer remote images to `data-src`. With
+    `defer_images=False` remote `<img src>` stay as they are: an agent's own outgoing images must load for the
+    customer."""
     cleaner = _CLEANER_WITH_DATA_IMAGES if _DATA_URL.search(html) else _CLEANER
-    return defer_remote_images(cleaner.clean(html))
+    cleaned = cleaner.clean(html)
+    return defer_remote_images(cleaned) if defer_images else cleaned
 
 
 def defer_remote_images(cleaned: str) -> str:
