@@ -182,6 +182,9 @@ CREATE TABLE IF NOT EXISTS status_audit (
     status_after   text
 );
 CREATE INDEX IF NOT EXISTS status_audit_ticket_idx ON status_audit (ticket_id, audit_id);
+-- target: whether the ticket's status changed ('ticket') or the interaction's own (an outbound reply's Unsent,
+-- Sent, Failed: 'interaction').
+ALTER TABLE status_audit ADD COLUMN IF NOT EXISTS target text NOT NULL DEFAULT 'ticket';
 
 -- Messages that could not be parsed, routed or stored: kept whole, with the reason, until retried.
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -218,6 +221,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at         timestamptz
 );
 CREATE INDEX IF NOT EXISTS outbox_due_idx ON outbox (next_attempt_at) WHERE state = 'queued';
+-- kind: a reply written by an agent, or an automatic acknowledgement of a new ticket (rate-limited per recipient).
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'reply';
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS message_id text;
+-- When the row was (last) queued: max_age counts from here, so `postdesk outbox retry` gives a row a fresh start.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS outbox_interaction_idx ON outbox (interaction_id);
+CREATE INDEX IF NOT EXISTS outbox_ack_recent_idx ON outbox (created_at) WHERE kind = 'ack';
 
 -- lz4 for the large byte and text columns, where the server was built with it (measured: 2 to 4 times less CPU
 -- than the default pglz). A server without lz4 keeps pglz; nothing else depends on it.

@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help='serve: accept RCPT TO any address of this mailbox\'s domain')
     add.add_argument('--json', action='store_true')
     add.set_defaults(handler=run_mailbox_add)
+    ack = mailbox.add_parser('ack', help='acknowledge each new ticket of a mailbox automatically (or stop)')
+    ack.add_argument('address')
+    which = ack.add_mutually_exclusive_group(required=True)
+    which.add_argument('--template', metavar='FILE',
+                       help='text or HTML with {ticket_id}, {ref}, {subject}, {name}, {mailbox_name}')
+    which.add_argument('--default', action='store_true', help='the built-in template')
+    which.add_argument('--off', action='store_true', help='no acknowledgements')
+    ack.set_defaults(handler=run_mailbox_ack)
     listing = mailbox.add_parser('list', help='list mailboxes')
     listing.add_argument('--json', action='store_true')
     listing.set_defaults(handler=run_mailbox_list)
@@ -93,6 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument('--lmtp', metavar='HOST:PORT|unix:PATH', help='LMTP listener ("off" for none)')
     serve.add_argument('--workers', type=int, help='intake worker processes (default from config, 1)')
     serve.set_defaults(handler=run_serve)
+
+    reply = commands.add_parser('reply', help='answer a ticket (iService sendleaveopen / send and close)')
+    reply.add_argument('ticket_id', type=int, metavar='TICKET')
+    body = reply.add_mutually_exclusive_group(required=True)
+    body.add_argument('--html', metavar='FILE', help='the answer as HTML, from a file (- for standard input)')
+    body.add_argument('--text', metavar='TEXT', help='the answer as plain text')
+    reply.add_argument('--leave-open', action='store_true', help='send and leave the ticket open (default: close)')
+    reply.add_argument('--expect-reply', action='store_true', help='the ticket waits for the customer')
+    reply.add_argument('--no-subject-ref', action='store_true', help='no [ref#: T-I] in the subject')
+    reply.add_argument('--to', action='append', default=[], metavar='ADDRESS',
+                       help="recipient (default: the ticket's customer); repeatable")
+    reply.add_argument('--cc', action='append', default=[], metavar='ADDRESS', help='repeatable')
+    reply.add_argument('--bcc', action='append', default=[], metavar='ADDRESS', help='repeatable')
+    reply.add_argument('--attach', action='append', default=[], metavar='FILE', help='repeatable')
+    reply.add_argument('--note', default='', help='a private note kept with the reply')
+    reply.add_argument('--agent', default='postdesk', help='who answers (for the audit)')
+    reply.add_argument('--in-response-to', type=int, metavar='INTERACTION',
+                       help='the message answered (default: the latest customer message)')
+    reply.add_argument('--json', action='store_true', help="print iService's response object")
+    reply.set_defaults(handler=run_reply)
+
+    deliver = commands.add_parser('deliver', help='send queued replies to the SMTP relay')
+    deliver.add_argument('--once', action='store_true', help='send what is due now and exit')
+    deliver.add_argument('--workers', type=int, default=None, help='delivery workers (default from config, 1)')
+    deliver.set_defaults(handler=run_deliver)
+
+    outbox = commands.add_parser('outbox', help='outgoing messages').add_subparsers(metavar='ACTION')
+    olist = outbox.add_parser('list', help='queued and failed messages (--all: sent ones too)')
+    olist.add_argument('--all', action='store_true')
+    olist.add_argument('--json', action='store_true')
+    olist.set_defaults(handler=run_outbox_list)
+    oretry = outbox.add_parser('retry', help='queue a failed or waiting message again, due now')
+    oretry.add_argument('outbox_ids', type=int, nargs='+', metavar='ID')
+    oretry.add_argument('--json', action='store_true')
+    oretry.set_defaults(handler=run_outbox_retry)
 
     quarantine = commands.add_parser('quarantine', help='messages kept with the reason they are not tickets')
     held = quarantine.add_subparsers(metavar='ACTION')
@@ -212,6 +255,26 @@ def run_mailbox_add(args) -> int:
     return EXIT_OK
 
 
+def run_mailbox_ack(args) -> int:
+    from .acks import DEFAULT_TEMPLATE
+    from .store import load_mailboxes, set_ack_template
+    conn = _database(_config(args))
+    mailbox = _named_mailbox(load_mailboxes(conn), args.address)
+    template = None if args.off else DEFAULT_TEMPLATE if args.default else _read_text(args.template)
+    set_ack_template(conn, mailbox.mailbox_id, template)
+    sys.stdout.write('mailbox %s: %s\n' % (mailbox.address, 'no acknowledgements' if template is None else
+                                            'acknowledges new tickets'))
+    return EXIT_OK
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding='utf-8', errors='replace') as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UsageError('cannot read %s: %s' % (path, exc.strerror)) from exc
+
+
 def run_mailbox_list(args) -> int:
     from .store import load_mailboxes
     for mailbox in load_mailboxes(_database(_config(args))):
@@ -226,7 +289,8 @@ def run_mailbox_list(args) -> int:
 def _mailbox_json(mailbox) -> dict:
     return {'MailboxId': mailbox.mailbox_id, 'Address': mailbox.address, 'Name': mailbox.name,
             'Category': mailbox.category, 'Priority': mailbox.priority, 'FollowUp': mailbox.follow_up,
-            'IsDefault': mailbox.is_default}
+            'IsDefault': mailbox.is_default, 'CatchAll': mailbox.catch_all,
+            'Acknowledges': mailbox.ack_template is not None}
 
 
 def run_replay(args) -> int:
@@ -363,3 +427,123 @@ def _listen_option(value: str | None, default: str) -> str:
     if value is None:
         return default
     return '' if value.lower() in ('', 'off', 'none') else value
+
+
+# ------------------------------------------------------------------------------------------ replies, outbox
+
+def run_reply(args) -> int:
+    from .replies import Answer, ReplyError, error_object, send_reply
+    config = _config(args)
+    try:
+        answer = Answer(ticket_id=args.ticket_id, body_html=_answer_html(args), leave_open=args.leave_open,
+                        expect_reply=args.expect_reply, supress_subject_ref=args.no_subject_ref,
+                        dest_email=tuple(args.to), cc=tuple(args.cc), bcc=tuple(args.bcc),
+                        attachments=tuple(_attachment(path) for path in args.attach), note=args.note,
+                        agent=args.agent, in_response_to=args.in_response_to)
+        result = send_reply(_database(config), answer, config.timezone)
+    except (ReplyError, UsageError) as exc:
+        if args.json:
+            _write_json(error_object(str(exc)))
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        _write_json(result)
+    else:
+        reply = result['response']
+        sys.stdout.write('reply %s on ticket %d queued: %s\n  to: %s\n' % (
+            reply['row']['id'], args.ticket_id, reply['row']['subject'], result['details']['toAddress']))
+    return EXIT_OK
+
+
+def _answer_html(args) -> str:
+    import html
+    if args.text is not None:
+        return '<div>%s</div>' % html.escape(args.text).replace('\n', '<br>\n')
+    return sys.stdin.read() if args.html == '-' else _read_text(args.html)
+
+
+def _attachment(path: str):
+    import mimetypes
+    import os
+    from outbound.compose import OutgoingAttachment
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise UsageError('cannot read attachment %s: %s' % (path, exc.strerror)) from exc
+    kind = mimetypes.guess_type(path)[0] or 'application/octet-stream'
+    return OutgoingAttachment(os.path.basename(path), kind, data)
+
+
+def run_deliver(args) -> int:
+    import threading
+    from .db import connect, resolve_database_url
+    from .delivery import NoRelay, relay_of, run_delivery_worker
+    config = _config(args)
+    try:
+        relay_of(config)
+    except NoRelay as exc:
+        raise UsageError(str(exc)) from exc
+    url = resolve_database_url(config.database_url, config.embedded_data)
+    _database(config).close()                       # the schema, before the workers start
+    if not args.once:
+        logging.getLogger().setLevel(logging.INFO)
+    states: dict[str, int] = {'sent': 0, 'deferred': 0, 'failed': 0}
+    lock = threading.Lock()
+
+    def report(attempt) -> None:
+        with lock:
+            states[attempt.state] += 1
+            if args.once:
+                sys.stdout.write('outbox %d: %s (%s)\n' % (attempt.row.outbox_id, attempt.state,
+                                                          attempt.result.reply))
+                sys.stdout.flush()
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    workers = [threading.Thread(target=run_delivery_worker, name='postdesk-deliver-%d' % n,
+                                args=(lambda: connect(url, autocommit=True), config, stop, args.once, report))
+               for n in range(args.workers or config.delivery_workers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if args.once:
+        sys.stdout.write('sent %(sent)d, deferred %(deferred)d, failed %(failed)d\n' % states)
+    return EXIT_INCOMPLETE if states['deferred'] or states['failed'] else EXIT_OK
+
+
+def _stop_on_signals(stop) -> None:
+    import signal
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def run_outbox_list(args) -> int:
+    from .delivery import list_outbox
+    states = ('queued', 'sent', 'failed') if args.all else ('queued', 'failed')
+    for entry in list_outbox(_database(_config(args)), states):
+        if args.json:
+            _write_json(entry.to_json())
+        else:
+            sys.stdout.write('%5d  %-6s  ticket %-6s %-30s attempts %d  %s\n' % (
+                entry.outbox_id, entry.state, entry.ticket_id, ','.join(entry.rcpt_to)[:30], entry.attempts,
+                entry.last_error or entry.relay_reply or entry.subject))
+    return EXIT_OK
+
+
+def run_outbox_retry(args) -> int:
+    from .delivery import retry_outbox
+    conn = _database(_config(args))
+    missing = []
+    for outbox_id in args.outbox_ids:
+        entry = retry_outbox(conn, outbox_id)
+        if entry is None:
+            missing.append(outbox_id)
+        elif args.json:
+            _write_json(entry.to_json())
+        else:
+            sys.stdout.write('%d: %s\n' % (outbox_id, 'queued, due now' if entry.state == 'queued' else
+                                            'already sent; not sent again'))
+    if missing:
+        raise UsageError('no outbox message %s' % ', '.join(map(str, missing)))
+    return EXIT_OK

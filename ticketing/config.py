@@ -22,6 +22,22 @@ variables, which win over the file. Every setting has a default that works on a 
     tls_key = "/etc/postdesk/key.pem"
     intake_workers = 1
     shutdown_grace = 30                               # seconds to let transactions in flight finish
+
+    [relay]                                           # outgoing replies (postdesk deliver, postdesk serve)
+    host = "smtp.example.com"                         # POSTDESK_SMTP_RELAY=HOST:PORT sets host and port
+    port = 587
+    starttls = true                                   # POSTDESK_SMTP_STARTTLS
+    username = "postdesk"                             # POSTDESK_SMTP_USERNAME
+    password = "secret"                               # POSTDESK_SMTP_PASSWORD
+    timeout = 30                                      # seconds per SMTP command
+
+    [outbound]
+    retry_base = 60                                   # seconds before the first retry; doubled each time
+    retry_max = 3600                                  # longest pause between retries
+    max_age = 259200                                  # give up (failed) after this many seconds (3 days)
+    delivery_workers = 1
+    ack_per_hour = 10                                 # auto-acknowledgements per recipient per hour
+    timezone = "UTC"                                  # for the "On <date>, <name> wrote:" line of replies
 """
 from __future__ import annotations
 
@@ -59,6 +75,18 @@ class Config:
     intake_workers: int = 1
     shutdown_grace: int = 30
     database_timeout: int = 5
+    relay_host: str = ''
+    relay_port: int = 25
+    relay_starttls: bool = False
+    relay_username: str = ''
+    relay_password: str = ''
+    relay_timeout: int = 30
+    retry_base: float = 60.0
+    retry_max: float = 3600.0
+    max_delivery_age: int = 259200
+    delivery_workers: int = 1
+    ack_per_hour: int = 10
+    timezone: str = 'UTC'
     extra: dict = field(default_factory=dict)
 
     def ticket_url(self, ticket_id: int) -> str:
@@ -81,6 +109,18 @@ _FILE_KEYS = {
     ('server', 'intake_workers'): 'intake_workers',
     ('server', 'shutdown_grace'): 'shutdown_grace',
     ('database', 'timeout'): 'database_timeout',
+    ('relay', 'host'): 'relay_host',
+    ('relay', 'port'): 'relay_port',
+    ('relay', 'starttls'): 'relay_starttls',
+    ('relay', 'username'): 'relay_username',
+    ('relay', 'password'): 'relay_password',
+    ('relay', 'timeout'): 'relay_timeout',
+    ('outbound', 'retry_base'): 'retry_base',
+    ('outbound', 'retry_max'): 'retry_max',
+    ('outbound', 'max_age'): 'max_delivery_age',
+    ('outbound', 'delivery_workers'): 'delivery_workers',
+    ('outbound', 'ack_per_hour'): 'ack_per_hour',
+    ('outbound', 'timezone'): 'timezone',
 }
 _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
@@ -96,6 +136,13 @@ _ENV_KEYS = {
     'POSTDESK_IDLE_TIMEOUT': 'idle_timeout',
     'POSTDESK_TLS_CERT': 'tls_cert',
     'POSTDESK_TLS_KEY': 'tls_key',
+    'POSTDESK_SMTP_STARTTLS': 'relay_starttls',
+    'POSTDESK_SMTP_USERNAME': 'relay_username',
+    'POSTDESK_SMTP_PASSWORD': 'relay_password',
+    'POSTDESK_RETRY_BASE': 'retry_base',
+    'POSTDESK_RETRY_MAX': 'retry_max',
+    'POSTDESK_MAX_DELIVERY_AGE': 'max_delivery_age',
+    'POSTDESK_TIMEZONE': 'timezone',
 }
 
 
@@ -114,7 +161,18 @@ def load_config(path: str | None = None, env: dict | None = None) -> Config:
     for variable, name in _ENV_KEYS.items():
         if variable in env and (env[variable] or name.endswith('_listen')):
             values[name] = env[variable]
+    relay = env.get('POSTDESK_SMTP_RELAY')
+    if relay:
+        values['relay_host'], values['relay_port'] = _host_port(relay)
     return Config(**_typed(values), extra=extra)
+
+
+def _host_port(value: str) -> tuple[str, str]:
+    """POSTDESK_SMTP_RELAY=HOST:PORT (or HOST, port 25; [v6]:PORT)."""
+    host, sep, port = value.strip().rpartition(':')
+    if not sep or ']' in port:
+        return value.strip().strip('[]'), '25'
+    return host.strip('[]'), port
 
 
 def _read_toml(path: str) -> dict:
@@ -131,12 +189,31 @@ def _typed(values: dict) -> dict:
     types = {f.name: f.type for f in fields(Config)}
     typed = {}
     for name, value in values.items():
-        if types[name] == 'int':
-            try:
-                value = int(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError('%s must be a whole number, not %r' % (name, value)) from exc
-            if value <= 0:
-                raise ConfigError('%s must be positive, not %r' % (name, value))
+        if types[name] == 'bool':
+            value = _boolean(name, value)
+        elif types[name] in ('int', 'float'):
+            value = _positive_number(name, value, int if types[name] == 'int' else float)
         typed[name] = value
     return typed
+
+
+def _positive_number(name: str, value, kind: type):
+    try:
+        value = kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError('%s must be a %s, not %r' % (name, 'whole number' if kind is int else 'number',
+                                                       value)) from exc
+    if value <= 0:
+        raise ConfigError('%s must be positive, not %r' % (name, value))
+    return value
+
+
+def _boolean(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('1', 'true', 'yes', 'on'):
+        return True
+    if text in ('0', 'false', 'no', 'off', ''):
+        return False
+    raise ConfigError('%s must be true or false, not %r' % (name, value))

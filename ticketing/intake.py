@@ -11,7 +11,9 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
+import secrets
 from collections.abc import Iterable, Iterator
+import datetime
 from dataclasses import dataclass, field, replace
 
 import psycopg
@@ -19,11 +21,13 @@ import psycopg
 from ingest import ParsedMail, ParseLimits
 from outbound.refs import bare_subject, title_from_subject
 
-from . import store
+from . import acks, store
 from .config import Config
 from .pipeline import ParseResult, parse_raw, parsed_batches
 from .sources import SourceMessage
-from .threads import Lookups, ThreadDecision, TicketFacts, decide, header_candidates, referenced_ticket_ids
+from .replies import AUTO_ACK, Question, TicketForReply, display_zone
+from .threads import (Lookups, ThreadDecision, TicketFacts, decide, header_candidates, is_automatic,
+                      referenced_ticket_ids)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,8 @@ def _without_plus_tag(address: str) -> str:
 class _NewTicket:
     row: list
     summary: store.TicketSummary
+    item: Prepared
+    interaction_id: int
 
 
 @dataclass
@@ -130,6 +136,7 @@ class _Planner:
         self.new_tickets: dict[int, _NewTicket] = {}
         self.persons: dict[str, int] = {}
         self.stored_blobs: set[bytes] = set()
+        self.acks_sent: dict[str, int] = {}
 
     def build(self, items: list[Prepared]) -> BatchPlan:
         ready = [i for i in items if i.reason is None]
@@ -143,6 +150,7 @@ class _Planner:
                 self._quarantine(item, item.reason)
             else:
                 self._place(item, ticket_ids, interaction_ids, raw_ids)
+        self._plan_acknowledgements()
         self.plan.rows.tickets = [t.row for t in self.new_tickets.values()]
         return self.plan
 
@@ -170,6 +178,8 @@ class _Planner:
             if sender and '@' in sender.email and item.parsed.bounce is None:
                 people.setdefault(sender.email.lower(), sender.name)
         self.persons = store.upsert_persons(self.conn, people)
+        if any(item.mailbox.ack_template for item in items):
+            self.acks_sent = store.recent_acks(self.conn, sorted(people))
         digests = sorted({bytes.fromhex(a.sha256) for i in items for a in i.parsed.attachments})
         self.stored_blobs = store.existing_blobs(self.conn, digests)
 
@@ -201,6 +211,8 @@ class _Planner:
             ticket_id, outcome = decision.ticket_id, FOLLOWUP
             self._follow_up(item, ticket_id, decision, interaction_id)
         self._add_message_rows(item, ticket_id, interaction_id, raw_id, decision.rule)
+        if item.parsed.bounce is not None and item.parsed.bounce.original_message_id:
+            self._mark_bounced(item)
         self.batch_messages[key] = (ticket_id, interaction_id)
         self.plan.outcomes.append(Outcome(item.message.source, outcome, self._summary(ticket_id), interaction_id,
                                           decision.rule, None, item.message_id))
@@ -227,14 +239,16 @@ class _Planner:
         sender = parsed.from_
         person_id = self.persons.get(sender.email.lower()) if sender else None
         title = title_from_subject(parsed.subject)
+        token = secrets.token_hex(16)
         row = [ticket_id, mailbox.mailbox_id, title, 'Open', mailbox.category, mailbox.priority, person_id,
-               sender.email if sender else None, decision.connect_id, 1, bool(parsed.attachments)]
+               sender.email if sender else None, decision.connect_id, 1, bool(parsed.attachments), token]
         person_name = (sender.name or sender.email) if sender and person_id else None
         summary = store.TicketSummary(ticket_id, title, '', mailbox.category, mailbox.priority, person_name, None)
-        self.new_tickets[ticket_id] = _NewTicket(row, summary)
-        self.facts[ticket_id] = TicketFacts(ticket_id, mailbox.mailbox_id, 'active', _participants(parsed), '')
+        self.new_tickets[ticket_id] = _NewTicket(row, summary, item, interaction_id)
+        self.facts[ticket_id] = TicketFacts(ticket_id, mailbox.mailbox_id, 'active', _participants(parsed), token)
         modifier = sender.email if sender else 'postdesk'
-        self.plan.rows.audits.append((ticket_id, interaction_id, 'Created from email', modifier, None, 'Open'))
+        self.plan.rows.audits.append((ticket_id, interaction_id, 'Created from email', modifier, None, 'Open',
+                                      'ticket'))
 
     def _follow_up(self, item: Prepared, ticket_id: int, decision: ThreadDecision, interaction_id: int) -> None:
         parsed = item.parsed
@@ -244,10 +258,11 @@ class _Planner:
             row[9] += 1
             row[10] = row[10] or has_attachment
         else:
-            update = self.plan.rows.ticket_updates.setdefault(ticket_id, [0, False, False])
+            update = self.plan.rows.ticket_updates.setdefault(ticket_id, [0, False, False, False])
             update[0] += 1
             update[1] = update[1] or has_attachment
             update[2] = update[2] or decision.reopen
+            update[3] = update[3] or not is_automatic(parsed)      # the customer answered: no longer waiting
         facts = self.facts.get(ticket_id)
         if facts is not None:
             self.facts[ticket_id] = replace(facts, base_status='active' if decision.reopen else facts.base_status,
@@ -255,7 +270,7 @@ class _Planner:
         if decision.reopen:
             modifier = parsed.from_.email if parsed.from_ else 'postdesk'
             self.plan.rows.audits.append((ticket_id, interaction_id, 'Reopened by customer email', modifier,
-                                          'Closed', 'Open'))
+                                          'Closed', 'Open', 'ticket'))
 
     def _add_message_rows(self, item: Prepared, ticket_id: int, interaction_id: int, raw_id: int, rule: str) -> None:
         parsed, rows = item.parsed, self.plan.rows
@@ -281,6 +296,56 @@ class _Planner:
                 rows.blobs.setdefault(digest, (digest, attachment.size, attachment.data))
             rows.attachments.append((interaction_id, position, attachment.filename, attachment.content_type,
                                      attachment.content_id, attachment.inline, attachment.size, digest))
+
+
+    def _mark_bounced(self, item: Prepared) -> None:
+        """A report about one of our own replies marks it Failed (see store.mark_bounced_replies)."""
+        bounce = item.parsed.bounce
+        report = ' '.join(filter(None, [bounce.action, bounce.status, 'for ' + ', '.join(bounce.recipients)
+                                        if bounce.recipients else '']))
+        self.plan.rows.bounced.append((item.mailbox.mailbox_id, normalize_message_id(bounce.original_message_id),
+                                       report or 'delivery failed'))
+
+    # -- automatic acknowledgements of the new tickets of this batch
+    def _plan_acknowledgements(self) -> None:
+        candidates = [t for t in self.new_tickets.values() if t.item.mailbox.ack_template]
+        if not candidates:
+            return
+        own = {m.address.lower() for m in store.load_mailboxes(self.conn)}
+        wanted = [t for t in candidates
+                  if acks.reason_not_to_acknowledge(t.item.parsed, own) is None and self._under_ack_limit(t.item)]
+        ids = iter(store.allocate_ids(self.conn, 'interaction', 'interaction_id', len(wanted)))
+        zone = display_zone(self.config.timezone)
+        for new in wanted:
+            self._add_acknowledgement(new, next(ids), zone)
+
+    def _under_ack_limit(self, item: Prepared) -> bool:
+        """Whether the sender may get one more acknowledgement this hour (and count it)."""
+        sender = item.parsed.from_.email.lower()
+        if self.acks_sent.get(sender, 0) >= self.config.ack_per_hour:
+            log.info('no acknowledgement to %s: %d sent in the last hour', sender, self.acks_sent[sender])
+            return False
+        self.acks_sent[sender] = self.acks_sent.get(sender, 0) + 1
+        return True
+
+    def _add_acknowledgement(self, new: _NewTicket, interaction_id: int, zone) -> None:
+        item, parsed, mailbox = new.item, new.item.parsed, new.item.mailbox
+        ticket_id, title, token = new.row[0], new.row[2], new.row[11]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ticket = TicketForReply(ticket_id, title, 'active', 'Open', token, now, mailbox.mailbox_id, mailbox.address,
+                                mailbox.name, parsed.from_.email, parsed.from_.name)
+        question = Question(new.interaction_id, parsed.subject, bare_subject(parsed.subject), 'Customer Email',
+                            'Received', parsed.date or now, parsed.from_.name, parsed.from_.email, parsed.html,
+                            parsed.text, item.message_id, tuple(parsed.references))
+        draft, composed = acks.compose_ack(ticket, question, interaction_id, mailbox.ack_template, zone)
+        rows = self.plan.rows
+        rows.interactions.append(store.outbound_interaction_row(
+            interaction_id, ticket_id, mailbox, AUTO_ACK, composed, draft, 'ack'))
+        rows.outbox.append((interaction_id, ticket_id, mailbox.mailbox_id, composed.mail_from,
+                            list(composed.recipients), composed.data, 'ack', composed.message_id))
+        rows.audits.append((ticket_id, interaction_id, 'Queued for delivery', 'postdesk', None, 'Unsent',
+                            'interaction'))
+        new.row[9] += 1
 
 
 def _key(mailbox_id: int, message_id: str) -> tuple[int, str]:

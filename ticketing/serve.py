@@ -1,7 +1,7 @@
-"""`postdesk serve`: SMTP and LMTP listeners on one asyncio loop, with intake workers beside them.
+"""`postdesk serve`: SMTP and LMTP listeners on one asyncio loop, with intake and delivery workers beside them.
 
-Start: the schema is checked, intake worker processes start (they turn the spool into tickets), the listeners
-bind and the log says where. SIGTERM or SIGINT: the listeners stop accepting, sessions in a transaction may
+Start: the schema is checked, intake worker processes start (they turn the spool into tickets), a delivery
+process starts when a relay is configured (it sends the outbox), the listeners bind and the log says where. SIGTERM or SIGINT: the listeners stop accepting, sessions in a transaction may
 finish within the grace period (the others get 421), the workers finish the spool, and the process exits 0.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import signal
 import ssl
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 
 from .config import Config
@@ -20,11 +20,13 @@ from .spool import SpoolUnavailable, SpoolWriter
 from .db import open_database, resolve_database_url
 from .smtp import (IntakeHandler, LmtpSession, Recipients, SmtpSession, default_hostname, drain, parse_listen,
                    session_factory)
+from .delivery import run_delivery_process
 from .worker import run_worker
 
 log = logging.getLogger('postdesk.serve')
 
 MAILBOX_REFRESH_SECONDS = 10
+SUPERVISE_SECONDS = 1.0
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -35,37 +37,71 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def start_workers(config: Config, count: int) -> tuple[list[multiprocessing.Process], object]:
-    """Intake worker processes, forked before the event loop starts (they share nothing with it)."""
-    context = multiprocessing.get_context('fork')
-    stop = context.Event()
-    workers = [context.Process(target=run_worker, args=(config, stop, config.shutdown_grace), daemon=False,
-                               name='postdesk-intake-%d' % i) for i in range(count)]
-    for worker in workers:
-        worker.start()
-    return workers, stop
+_CONTEXT = multiprocessing.get_context('fork')
 
 
-def stop_workers(workers: list[multiprocessing.Process], stop, timeout: float) -> None:
-    stop.set()
-    for worker in workers:
-        worker.join(timeout)
-        if worker.is_alive():
-            log.warning('intake worker %d did not stop in time; terminating it (its batch stays in the spool)',
-                        worker.pid)
-            worker.terminate()
-            worker.join(5)
+@dataclass
+class Workers:
+    """The worker processes beside the listeners: intake workers (the spool into tickets) and, when a relay is
+    configured, one delivery process (the outbox to the relay). Each is started again if it dies."""
+    config: Config
+    stop: object
+    kinds: list[str]
+    processes: list[multiprocessing.Process]
+
+    def start(self, number: int) -> multiprocessing.Process:
+        kind = self.kinds[number]
+        target = run_worker if kind == 'intake' else run_delivery_process
+        process = _CONTEXT.Process(target=target, args=(self.config, self.stop, self.config.shutdown_grace),
+                                   daemon=False, name='postdesk-%s-%d' % (kind, number))
+        process.start()
+        return process
+
+
+def start_workers(config: Config, intake: int) -> Workers:
+    """Forked before the event loop starts (they share nothing with it)."""
+    kinds = ['intake'] * intake + (['delivery'] if config.relay_host else [])
+    workers = Workers(config, _CONTEXT.Event(), kinds, [])
+    workers.processes = [workers.start(number) for number in range(len(kinds))]
+    if config.relay_host:
+        log.info('delivering replies to %s:%s', config.relay_host, config.relay_port)
+    else:
+        log.info('no SMTP relay configured: replies stay queued (set POSTDESK_SMTP_RELAY=HOST:PORT)')
+    return workers
+
+
+async def supervise(workers: Workers) -> None:
+    """Start a worker again when one dies: accepted mail must keep turning into tickets, replies keep going out."""
+    while not workers.stop.is_set():
+        await asyncio.sleep(SUPERVISE_SECONDS)
+        for number, process in enumerate(workers.processes):
+            if not process.is_alive() and not workers.stop.is_set():
+                log.error('%s (pid %s) exited with %s; starting it again', process.name, process.pid,
+                          process.exitcode)
+                process.join(0)
+                workers.processes[number] = workers.start(number)
+
+
+def stop_workers(workers: Workers, timeout: float) -> None:
+    workers.stop.set()
+    for process in workers.processes:
+        process.join(timeout)
+        if process.is_alive():
+            log.warning('%s (pid %d) did not stop in time; terminating it (its work stays in the database)',
+                        process.name, process.pid)
+            process.terminate()
+            process.join(5)
 
 
 def serve(config: Config, smtp: str | None, lmtp: str | None, workers: int) -> int:
     url = resolve_database_url(config.database_url, config.embedded_data)
     open_database(url, config.embedded_data).close()          # the schema, before anyone writes
     config = _with_url(config, url)
-    processes, stop = start_workers(config, workers)
+    running = start_workers(config, workers)
     try:
-        asyncio.run(_serve(config, smtp, lmtp))
+        asyncio.run(_serve(config, smtp, lmtp, running))
     finally:
-        stop_workers(processes, stop, config.shutdown_grace + 10)
+        stop_workers(running, config.shutdown_grace + 10)
     log.info('stopped')
     return 0
 
@@ -74,7 +110,7 @@ def _with_url(config: Config, url: str) -> Config:
     return replace(config, database_url=url)
 
 
-async def _serve(config: Config, smtp: str | None, lmtp: str | None) -> None:
+async def _serve(config: Config, smtp: str | None, lmtp: str | None, workers: Workers) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -85,6 +121,7 @@ async def _serve(config: Config, smtp: str | None, lmtp: str | None) -> None:
     handler = IntakeHandler(config.database_url, writer, recipients, hostname, config.database_timeout)
     servers = await _listen(config, handler, smtp, lmtp, hostname)
     refresher = asyncio.create_task(_refresh_mailboxes(recipients, config.database_url, config.database_timeout))
+    supervisor = asyncio.create_task(supervise(workers))
     try:
         await stopping.wait()
         log.info('stopping: no new sessions; letting transactions in flight finish')
@@ -93,6 +130,7 @@ async def _serve(config: Config, smtp: str | None, lmtp: str | None) -> None:
         await drain(handler, config.shutdown_grace)
     finally:
         refresher.cancel()
+        supervisor.cancel()
         await writer.close()
 
 

@@ -15,6 +15,8 @@ from psycopg.types.json import Jsonb
 
 from .threads import TicketFacts
 
+OUTBOX_CHANNEL = 'postdesk_outbox'      # NOTIFY channel that wakes delivery workers
+
 
 class DuplicateMessage(Exception):
     """The interaction was stored meanwhile by another writer (a concurrent replay or intake worker)."""
@@ -30,6 +32,7 @@ class Mailbox:
     follow_up: str
     is_default: bool
     catch_all: bool = False
+    ack_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,13 @@ class Rows:
     audits: list[tuple] = field(default_factory=list)
     ticket_updates: dict[int, list] = field(default_factory=dict)
     quarantine: list[tuple] = field(default_factory=list)
+    outbox: list[tuple] = field(default_factory=list)
+    bounced: list[tuple] = field(default_factory=list)
 
 
 RAW_COLUMNS = ('raw_id', 'sha256', 'data', 'size', 'source', 'envelope_from', 'envelope_to', 'peer', 'helo')
 TICKET_COLUMNS = ('ticket_id', 'mailbox_id', 'title', 'status', 'category', 'priority', 'person_id',
-                  'from_address', 'connect_id', 'num_messages', 'has_attachment')
+                  'from_address', 'connect_id', 'num_messages', 'has_attachment', 'thread_token')
 INTERACTION_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'direction', 'type', 'status', 'sent_date',
                        'subject', 'subject_bare', 'from_name', 'from_email', 'to_addresses', 'cc_addresses',
                        'body_plain', 'body_html', 'message_id', 'in_reply_to', 'refs', 'thread_rule',
@@ -67,14 +72,15 @@ INTERACTION_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'direction',
 BLOB_COLUMNS = ('sha256', 'size', 'data')
 ATTACHMENT_COLUMNS = ('interaction_id', 'position', 'filename', 'content_type', 'content_id', 'inline', 'size',
                       'sha256')
-AUDIT_COLUMNS = ('ticket_id', 'interaction_id', 'action', 'modifier', 'status_before', 'status_after')
+AUDIT_COLUMNS = ('ticket_id', 'interaction_id', 'action', 'modifier', 'status_before', 'status_after', 'target')
+OUTBOX_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'mail_from', 'rcpt_to', 'data', 'kind', 'message_id')
 
 
 # ----------------------------------------------------------------------------------------------- mailboxes
 
 def load_mailboxes(conn: psycopg.Connection) -> list[Mailbox]:
-    rows = conn.execute('SELECT mailbox_id, address, name, category, priority, follow_up, is_default, catch_all '
-                        'FROM mailbox ORDER BY mailbox_id').fetchall()
+    rows = conn.execute('SELECT mailbox_id, address, name, category, priority, follow_up, is_default, catch_all, '
+                        'ack_template FROM mailbox ORDER BY mailbox_id').fetchall()
     return [Mailbox(*row) for row in rows]
 
 
@@ -86,9 +92,14 @@ def add_mailbox(conn: psycopg.Connection, address: str, name: str, category: str
         row = conn.execute(
             'INSERT INTO mailbox (address, name, category, priority, follow_up, is_default, catch_all) '
             'VALUES (%s, %s, %s, %s, %s, %s, %s) '
-            'RETURNING mailbox_id, address, name, category, priority, follow_up, is_default, catch_all',
+            'RETURNING mailbox_id, address, name, category, priority, follow_up, is_default, catch_all, ack_template',
             (address, name, category, priority, follow_up, is_default, catch_all)).fetchone()
     return Mailbox(*row)
+
+
+def set_ack_template(conn: psycopg.Connection, mailbox_id: int, template: str | None) -> None:
+    """Acknowledge each new ticket of the mailbox with this template (None: no acknowledgements)."""
+    conn.execute('UPDATE mailbox SET ack_template = %s WHERE mailbox_id = %s', (template, mailbox_id))
 
 
 # ---------------------------------------------------------------------------------------- batch knowledge
@@ -187,6 +198,10 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     write(conn, 'status_audit', AUDIT_COLUMNS, rows.audits)
     _update_tickets(conn, rows.ticket_updates)
     insert_quarantine(conn, rows.quarantine)
+    write(conn, 'outbox', OUTBOX_COLUMNS, rows.outbox)
+    if rows.outbox:
+        conn.execute('SELECT pg_notify(%s, %s)', (OUTBOX_CHANNEL, 'intake'))
+    mark_bounced_replies(conn, rows.bounced)
 
 
 def _copy_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple]) -> None:
@@ -226,14 +241,54 @@ def _update_tickets(conn: psycopg.Connection, updates: dict[int, list]) -> None:
     """Follow-ups on tickets that existed before the batch: counters, attachment flag, reopening."""
     if not updates:
         return
-    params = [(u[0], u[1], u[2], tid) for tid, u in sorted(updates.items())]
+    params = [(u[0], u[1], u[2], u[3], tid) for tid, u in sorted(updates.items())]
     with conn.cursor() as cur:
         cur.executemany(
             'UPDATE ticket SET num_messages = num_messages + %s, has_attachment = has_attachment OR %s, '
             "last_changed = now(), base_status = CASE WHEN %s THEN 'active' ELSE base_status END, "
-            "status = CASE WHEN %s THEN 'Open' ELSE status END, "
+            "status = CASE WHEN %s OR (%s AND status = 'Waiting for customer') THEN 'Open' ELSE status END, "
             'closed_at = CASE WHEN %s THEN NULL ELSE closed_at END WHERE ticket_id = %s',
-            [(n, att, reopen, reopen, reopen, tid) for n, att, reopen, tid in params])
+            [(n, att, reopen, reopen, customer, reopen, tid) for n, att, reopen, customer, tid in params])
+
+
+def outbound_interaction_row(interaction_id: int, ticket_id: int, mailbox: Mailbox, kind: str, composed, draft,
+                             rule: str) -> tuple:
+    """An automatic outbound message (an acknowledgement) as a row of INTERACTION_COLUMNS, status Unsent."""
+    return (interaction_id, ticket_id, mailbox.mailbox_id, 'outbound', kind, 'Unsent', None, composed.subject,
+            composed.subject_bare, mailbox.name, mailbox.address,
+            jsonb([{'name': p.name, 'email': p.email} for p in draft.to]),
+            jsonb([{'name': p.name, 'email': p.email} for p in draft.cc]), composed.final_plain, composed.final_html,
+            composed.message_id, [composed.in_reply_to] if composed.in_reply_to else [], list(composed.references),
+            rule, 'auto-replied', None, None, None, 0, [])
+
+
+def recent_acks(conn: psycopg.Connection, recipients: list[str]) -> dict[str, int]:
+    """lower(address) -> acknowledgements queued to it in the last hour (the per-recipient limit)."""
+    if not recipients:
+        return {}
+    rows = conn.execute(
+        'SELECT lower(r), count(*) FROM outbox, unnest(rcpt_to) AS r '
+        "WHERE kind = 'ack' AND created_at > now() - interval '1 hour' AND lower(r) = ANY(%s) GROUP BY 1",
+        (recipients,)).fetchall()
+    return dict(rows)
+
+
+def mark_bounced_replies(conn: psycopg.Connection, bounced: list[tuple]) -> None:
+    """A delivery report about one of our own messages marks that outbound interaction Failed, audited, and
+    flags its ticket so that an agent sees it. bounced: (mailbox_id, original Message-ID, report text)."""
+    for mailbox_id, message_id, report in bounced:
+        row = conn.execute("SELECT interaction_id, ticket_id, status FROM interaction WHERE mailbox_id = %s "
+                           "AND message_id = %s AND direction = 'outbound' FOR UPDATE",
+                           (mailbox_id, message_id)).fetchone()
+        if row is None or row[2] == 'Failed':
+            continue
+        interaction_id, ticket_id, status = row
+        conn.execute("UPDATE interaction SET status = 'Failed' WHERE interaction_id = %s", (interaction_id,))
+        conn.execute('INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, '
+                     "status_after, target) VALUES (%s, %s, %s, 'postdesk', %s, 'Failed', 'interaction')",
+                     (ticket_id, interaction_id, 'Bounced: %s' % report, status))
+        conn.execute('UPDATE ticket SET flagged = %s, last_changed = now() WHERE ticket_id = %s',
+                     ('reply %d bounced: %s' % (interaction_id, report), ticket_id))
 
 
 def insert_quarantine(conn: psycopg.Connection, rows: list[tuple]) -> None:
