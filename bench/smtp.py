@@ -1,13 +1,18 @@
 """Benchmark: `postdesk serve` accepting mail over SMTP on loopback, next to an aiosmtpd server whose handler
 answers 250 without storing anything, measured in the same run (issue 4; target >= 0.6 of the null rate).
 
-usage: python bench/smtp.py [--connections 8] [--count 4000] [--seconds 60] [--database-url URL]
+usage: python bench/smtp.py [--connections 8] [--count 3000] [--rounds 3] [--seconds 60] [--database-url URL]
 
 8 persistent client connections (threads) send the ~4 KB messages of `../shared/bench/gen_corpus.py` (those
 without the 100 KB attachment) round robin until `--count` messages are accepted or `--seconds` pass. It prints
 accepted messages per second and the p50/p99 time from the end of DATA (the final `.`) to the `250`. postdesk
 runs as the real command with a fresh database (dropped afterwards) and its intake worker turning the spool into
 tickets at the same time; both servers run in their own process and are stopped by process id.
+
+The machine is shared and its speed drifts by tens of percent from one second to the next, so the two servers
+are measured in interleaved rounds (null, postdesk, null, postdesk ...) and the best round of each is compared;
+before each null round postdesk's spool is drained (its tickets made), so that its intake worker never runs
+during the null handler's round.
 BENCH_SERVE_ARGS adds arguments to `postdesk serve` (`--workers 0` measures the accepting stage alone).
 """
 from __future__ import annotations
@@ -143,7 +148,8 @@ def load(port: int, messages: list[bytes], connections: int, count: int, seconds
 def main() -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument('--connections', type=int, default=8)
-    args.add_argument('--count', type=int, default=4000)
+    args.add_argument('--count', type=int, default=3000, help='messages per round')
+    args.add_argument('--rounds', type=int, default=3)
     args.add_argument('--seconds', type=float, default=60)
     args.add_argument('--database-url')
     opts = args.parse_args()
@@ -156,16 +162,24 @@ def main() -> int:
         env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
         subprocess.run([*POSTDESK, 'mailbox', 'add', MAILBOX, '--default'], env=env, check=True, capture_output=True)
         null, null_port, _ = start([sys.executable, '-c', NULL_SERVER], env)
-        try:
-            baseline = load(null_port, messages, opts.connections, opts.count, opts.seconds)
-        finally:
-            stop(null)
         serve, port, log = start([*POSTDESK, 'serve', '--smtp', '127.0.0.1:0', '--lmtp', 'off', *EXTRA], env)
+        baselines, results = [], []
         try:
-            measured = load(port, messages, opts.connections, opts.count, opts.seconds)
+            for _ in range(opts.rounds):
+                wait_for_empty_spool(database_url, opts.seconds)
+                baselines.append(load(null_port, messages, opts.connections, opts.count, opts.seconds))
+                results.append(load(port, messages, opts.connections, opts.count, opts.seconds))
+            drained = wait_for_empty_spool(database_url, opts.seconds)
         finally:
             stop(serve)
+            stop(null)
+        baseline = max(baselines, key=lambda r: r['rate'])
+        measured = max(results, key=lambda r: r['rate'])
+        measured['failures'] = [f for r in results for f in r['failures']]
         report(baseline, measured, len(messages), opts.connections)
+        print('rounds (msg/s): null %s; postdesk %s; spool drained after the last round: %s' % (
+            ' '.join('%.0f' % r['rate'] for r in baselines), ' '.join('%.0f' % r['rate'] for r in results),
+            'yes' if drained else 'no'))
         if measured['failures']:
             print('client errors: %s' % '; '.join(sorted(set(measured['failures']))[:3]))
             print(''.join(log[-10:]))
@@ -175,8 +189,20 @@ def main() -> int:
     return 0
 
 
+def wait_for_empty_spool(database_url: str, seconds: float) -> bool:
+    """Until postdesk has made tickets of everything it accepted (bounded by `seconds`)."""
+    import psycopg
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if conn.execute("SELECT count(*) FROM raw_message WHERE state = 'pending'").fetchone()[0] == 0:
+                return True
+            time.sleep(0.2)
+    return False
+
+
 def report(baseline: dict, measured: dict, distinct: int, connections: int) -> None:
-    print('%d connections, %d distinct ~4 KB messages' % (connections, distinct))
+    print('%d connections, %d distinct ~4 KB messages; best round of each' % (connections, distinct))
     for label, result in (('null handler (250, stores nothing)', baseline), ('postdesk serve', measured)):
         print('%-36s %6d accepted in %5.1f s = %7.0f msg/s   DATA->250 p50 %6.2f ms  p99 %6.2f ms%s'
               % (label, result['accepted'], result['seconds'], result['rate'], result['p50'], result['p99'],

@@ -418,3 +418,19 @@ def test_sigterm_with_an_idle_starttls_session_finishes_the_transaction_in_fligh
     idle.close()
     assert running.stop() == 0, running.lines[-10:]
     assert tickets_for(conn, 'inflight@c.example')
+
+
+@pytest.mark.parametrize('argument', [
+    '<anna@customer.example>', ' <anna@customer.example> SIZE=4096', '<a.b+tag@x-y.example> BODY=8BITMIME',
+    "<o'brien!#$%&*/=?^_`{|}~@example.com>", '<anna@customer.example>SIZE=1', '<>', '', 'anna@customer.example',
+    '<"quoted local"@example.com>', '<.lead@example.com>', '<a..b@example.com>', '<a@[127.0.0.1]>',
+    '<@relay.example:anna@customer.example>', '<anna@customer.example', '<anna(comment)@customer.example>',
+    '<anna@customer.example.>', '<j\u00fcrgen@beispiel.example>', '<a@b.example> (comment) SIZE=1',
+    '<a@b.example>\t\tSIZE=1 BODY=7BIT'])
+def test_fast_address_reading_agrees_with_aiosmtpd(argument):
+    from aiosmtpd.smtp import SMTP
+    from ticketing.smtp import SmtpSession
+
+    class Handler:
+        pass
+    assert SmtpSession(Handler())._getaddr(argument) == SMTP(Handler())._getaddr(argument)

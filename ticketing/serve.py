@@ -101,6 +101,8 @@ def serve(config: Config, smtp: str | None, lmtp: str | None, workers: int) -> i
     try:
         asyncio.run(_serve(config, smtp, lmtp, running))
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):       # asked again while the workers finish: still stopping
+            signal.signal(signum, lambda *_: log.info('stopping already; waiting for the workers'))
         stop_workers(running, config.shutdown_grace + 10)
     log.info('stopped')
     return 0

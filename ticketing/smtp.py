@@ -36,6 +36,10 @@ _REWORDED = {TOO_MUCH_DATA: '552 5.3.4 Message too big for this system',
              LINE_TOO_LONG: '500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)'}
 _ANSWERS_TO_DATA = (TOO_MUCH_DATA, LINE_TOO_LONG)
 RECIPIENT_REFRESH_SECONDS = 1.0
+# The path of nearly every MAIL FROM and RCPT TO: `<dot-atom@dot-atom>`, then parameters. aiosmtpd parses each
+# with the email package's full RFC 5322 grammar (and defines a class per call); this form is read directly.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(r'[ \t]*<(%s(?:\.%s)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>' % (_ATOM, _ATOM))
 _MESSAGE_ID = re.compile(rb'^Message-ID:[ \t]*(<[^>\r\n]{1,250}>)', re.I | re.M)
 
 
@@ -100,7 +104,18 @@ def received_header(hostname: str, helo: str, peer, recipients: list[str], proto
     recipient = ('\r\n\tfor <%s>' % recipients[0]) if len(recipients) == 1 else ''
     return ('Received: from %s ([%s])\r\n\tby %s (postdesk) with %s id %s%s;\r\n\t%s\r\n'
             % (helo or 'unknown', ip, hostname, protocol, secrets.token_hex(6), recipient,
-               email.utils.formatdate(localtime=True))).encode('utf-8', 'replace')
+               rfc5322_now())).encode('utf-8', 'replace')
+
+
+_NOW = [0, '']
+
+
+def rfc5322_now() -> str:
+    """The current time as an RFC 5322 date in local time; formatted once per second (it is asked per message)."""
+    second = int(time.time())
+    if _NOW[0] != second:
+        _NOW[:] = [second, email.utils.formatdate(second, localtime=True)]
+    return _NOW[1]
 
 
 def _protocol_name(server: SMTP, session) -> str:
@@ -207,6 +222,17 @@ class Session:
             return
         self.handler.sessions.discard(self)
         super().connection_lost(error)
+
+    def _getaddr(self, arg: str):
+        """aiosmtpd's address parsing, with the common `<local@domain>` read without its full grammar."""
+        simple = _SIMPLE_PATH.match(arg) if arg else None
+        rest = arg[simple.end():].lstrip(' \t') if simple else ''
+        if simple is None or rest.startswith('('):         # anything else (comments included): aiosmtpd decides
+            return super()._getaddr(arg)
+        address = simple.group(1)
+        if self.local_part_limit and len(address.rpartition('@')[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     async def push(self, status):
         if status in _ANSWERS_TO_DATA and isinstance(self, LMTP) and self.envelope is not None \

@@ -61,7 +61,9 @@ async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Enve
     rows = [(hashlib.sha256(memoryview(data)[e.trace_len:]).digest(), data, len(data), e.protocol,
              _text(e.mail_from), [_text(r) for r in e.rcpt_to], _text(e.peer), _text(e.helo), e.trace_len)
             for data, e in items]
-    values = sql.SQL(', ').join(sql.SQL("(%s, %s, %s, %s, %s, %s::text[], %s, %s, %s, 'pending')") for _ in rows)
+    # %b: parameters in binary, so the message bytes cross as they are (in text they would be hex, twice the
+    # size, encoded here and decoded by the server).
+    values = sql.SQL(', ').join(sql.SQL("(%b, %b, %b, %b, %b, %b, %b, %b, %b, 'pending')") for _ in rows)
     statement = sql.SQL(
         'WITH stored AS (INSERT INTO raw_message (sha256, data, size, source, envelope_from, envelope_to, peer, '
         'helo, trace_len, state) VALUES {} RETURNING raw_id), woken AS (SELECT pg_notify(%s, \'\')) '
@@ -192,10 +194,13 @@ def mark(conn: psycopg.Connection, states: dict[int, str]) -> None:
 
 
 def pending_ages(conn: psycopg.Connection) -> tuple[float | None, float]:
-    """Seconds the oldest pending message has waited (None when none waits), and since the newest arrived."""
+    """Seconds the oldest pending message has waited (None when none waits), and since the newest arrived. Two
+    index probes (the pending index is in raw_id order, which is arrival order), however long the spool is."""
     waited, quiet = conn.execute(
-        'SELECT extract(epoch FROM now() - min(received_at)), extract(epoch FROM now() - max(received_at)) '
-        "FROM raw_message WHERE state = 'pending'").fetchone()
+        "SELECT extract(epoch FROM now() - (SELECT received_at FROM raw_message WHERE state = 'pending' "
+        '                                   ORDER BY raw_id LIMIT 1)), '
+        "       extract(epoch FROM now() - (SELECT received_at FROM raw_message WHERE state = 'pending' "
+        '                                   ORDER BY raw_id DESC LIMIT 1))').fetchone()
     return (float(waited) if waited is not None else None), (float(quiet) if quiet is not None else 0.0)
 
 

@@ -31,7 +31,7 @@ POLL_SECONDS = 1.0
 # (the spool is durable either way), and it runs at a lower scheduling priority.
 WORKER_NICENESS = 19
 SETTLE_SECONDS = 0.1
-MAX_DELAY_SECONDS = 2.0
+MAX_DELAY_SECONDS = 10.0
 RETRY_SECONDS = 2.0
 
 
