@@ -55,9 +55,18 @@ def classify(code: int) -> str:
     return PERMANENT if 500 <= code < 600 else TEMPORARY
 
 
+MAX_REPLY_TEXT = 1000
+
+
 def reply_text(code: int, message: bytes | str) -> str:
+    """A relay's reply as one line of text that can be stored whatever the relay sent (no NUL, bounded)."""
     text = message.decode('utf-8', 'replace') if isinstance(message, bytes) else str(message)
-    return ('%d %s' % (code, ' '.join(text.split()))).strip()
+    return clean_text('%d %s' % (code, ' '.join(text.split())))
+
+
+def clean_text(text: str) -> str:
+    text = ''.join(c if c.isprintable() else ' ' for c in text).strip()
+    return text[:MAX_REPLY_TEXT] + ('...' if len(text) > MAX_REPLY_TEXT else '')
 
 
 class RelaySession:
@@ -73,13 +82,13 @@ class RelaySession:
             return self._transaction(client, mail_from, list(recipients), data)
         except RelayUnavailable as exc:
             self.close()
-            return DeliveryResult(TEMPORARY, str(exc))
+            return DeliveryResult(TEMPORARY, clean_text(str(exc)))
         except smtplib.SMTPServerDisconnected as exc:
             self.close()
-            return DeliveryResult(TEMPORARY, 'relay %s closed the connection: %s' % (self.relay, exc))
+            return DeliveryResult(TEMPORARY, clean_text('relay %s closed the connection: %s' % (self.relay, exc)))
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
-            return DeliveryResult(TEMPORARY, 'relay %s: %s' % (self.relay, _describe(exc)))
+            return DeliveryResult(TEMPORARY, clean_text('relay %s: %s' % (self.relay, _describe(exc))))
 
     def _connected(self) -> smtplib.SMTP:
         if self.client is not None:
@@ -114,7 +123,11 @@ class RelaySession:
             outcome = TEMPORARY if deferred else PERMANENT
             return DeliveryResult(outcome, 'every recipient refused: ' + '; '.join(
                 '%s: %s' % item for item in {**refused, **deferred}.items()), refused, deferred)
-        code, message = client.data(data)
+        try:
+            code, message = client.data(data)
+        except smtplib.SMTPDataError as exc:            # DATA itself refused (no 354): the relay's code decides
+            client.rset()
+            code, message = exc.smtp_code, exc.smtp_error
         if code != 250:
             return DeliveryResult(classify(code), 'DATA refused: ' + reply_text(code, message))
         return DeliveryResult(SENT, reply_text(code, message), refused, deferred)

@@ -12,9 +12,16 @@ from dataclasses import dataclass
 
 NO_SUBJECT = '(no subject)'
 
-_PREFIX_WORDS = r'(?:re|aw|sv|vs|fwd|fw|wg|tr|antw|odp|rv|res|enc|rif|回复|答复|转发|回覆|轉寄)'
+# Reply and forward prefixes of mail programs in many languages (Outlook translates them): English, German
+# (AW, WG), Nordic (SV, VS, VB, VL), Dutch (Antw, Doorst), Polish (Odp, PD), Italian (R, I, Rif), Spanish and
+# Portuguese (RV, RES, ENC), French (TR), Turkish (YNT, ILT), Chinese.
+_PREFIX_WORDS = (r'(?:re|aw|sv|vs|vb|vl|fwd|fw|wg|tr|antw|doorst|odp|pd|rv|res|enc|rif|r|i|ynt|ilt|'
+                 r'回复|答复|转发|回覆|轉寄)')
 _PREFIX = re.compile(r'^\s*(?:' + _PREFIX_WORDS + r'\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*)', re.I)
 _REF_TAG = re.compile(r'\[\s*ref\s*#\s*:?\s*[^\]]*\]', re.I)
+# A prefix behind tags a mail gateway or list put in front ('[EXTERNAL] Re: question'): the tags stay, the
+# prefix goes, so that a reply does not read 'Re: [EXTERNAL] Re: question'.
+_TAGGED_PREFIX = re.compile(r'^((?:\[[^\]]{1,60}\]\s*)+)' + _PREFIX.pattern[1:], re.I)
 _REF = re.compile(r'\[\s*ref\s*#\s*:?\s*(\d{1,18})\s*-\s*(\d{1,18})\s*\]', re.I)
 _SPACES = re.compile(r'\s+')
 
@@ -48,7 +55,8 @@ def bare_subject(subject: str | None) -> str:
     text = _SPACES.sub(' ', text).strip()
     while True:
         stripped = _PREFIX.sub('', text, count=1)
-        stripped = _REF_TAG.sub(' ', stripped).strip()
+        stripped = _TAGGED_PREFIX.sub(r'\1', stripped, count=1)
+        stripped = _SPACES.sub(' ', _REF_TAG.sub(' ', stripped)).strip()
         if stripped == text:
             return text
         text = stripped

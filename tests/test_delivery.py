@@ -442,3 +442,86 @@ def test_serve_delivers_the_outbox_when_a_relay_is_configured(run_postdesk, db_u
         assert server.stop() == 0, server.lines[-10:]
     assert len(sink.messages()) == 1
     assert any('delivering replies to 127.0.0.1:%d' % relay.port in line for line in server.lines)
+
+
+# ------------------------------------------------------------------------------------------ review findings
+
+def test_customer_answer_with_only_the_fixed_ticket_reference_threads_back(run_postdesk, tmp_path, conn, relays):
+    """Without the subject reference, the fixed per-ticket reference in References is what brings an answer
+    home when a mail program keeps only the first References entry."""
+    ticket_id = question_ticket(run_postdesk, tmp_path)
+    reply(run_postdesk, ticket_id, '--text', 'It left our warehouse today.', '--no-subject-ref')
+    sink = Sink()
+    relay = relays(sink)
+    assert deliver_once(run_postdesk, relay.address).returncode == 0
+    [delivered] = sink.messages()
+    first_reference = delivered.message['References'].split()[0]
+    assert first_reference.startswith('<ticket-%d-' % ticket_id)
+    data = make_message(subject='Re: ' + delivered.message['Subject'], message_id='<answer-3@customer.example>',
+                        references=first_reference, body='Thanks.\n')
+    answer = replay(run_postdesk, tmp_path, data, 'answer.eml')
+    assert (answer['Outcome'], answer['TicketId'], answer['ThreadRule']) == ('followup', ticket_id, 'references')
+
+
+class RefuseDataCommand(Controller):
+    """A relay that refuses the DATA command itself (no 354), as some policy servers do."""
+
+    def factory(self):
+        from aiosmtpd.smtp import SMTP
+
+        class Refusing(SMTP):
+            async def smtp_DATA(self, arg):
+                await self.push('554 5.7.1 Message refused by policy')
+        return Refusing(self.handler)
+
+
+def test_relay_refusing_the_data_command_with_5xx_fails_the_reply_at_once(run_postdesk, tmp_path, conn):
+    ticket_id = question_ticket(run_postdesk, tmp_path)
+    reply_id = reply(run_postdesk, ticket_id, '--text', 'Here you are.')
+    port = free_port()
+    relay = RefuseDataCommand(Sink(), hostname='127.0.0.1', port=port)
+    relay.start()
+    try:
+        result = deliver_once(run_postdesk, '127.0.0.1:%d' % port)
+    finally:
+        relay.stop()
+    assert result.returncode == 1
+    _, state, attempts, last_error, _, _ = row_of(conn, reply_id)
+    assert (state, attempts) == ('failed', 1) and '554 5.7.1' in last_error
+    assert interaction_status(conn, reply_id) == 'Failed'
+    assert ticket(run_postdesk, ticket_id)['Flagged']
+
+
+def test_a_relay_reply_postgresql_cannot_store_does_not_send_the_message_again(run_postdesk, tmp_path, conn, relays):
+    class OddReply(Sink):
+        async def handle_DATA(self, server, session, envelope):
+            await super().handle_DATA(server, session, envelope)
+            return '250 ok queued\x00X'
+    ticket_id = question_ticket(run_postdesk, tmp_path)
+    reply_id = reply(run_postdesk, ticket_id, '--text', 'Here you are.')
+    sink = OddReply()
+    relay = relays(sink)
+    assert deliver_once(run_postdesk, relay.address).returncode == 0
+    assert deliver_once(run_postdesk, relay.address).returncode == 0
+    assert len(sink.messages()) == 1
+    assert row_of(conn, reply_id)[1] == 'sent'
+
+
+def test_a_reply_the_relay_never_takes_fails_after_max_age(run_postdesk, tmp_path, conn):
+    ticket_id = question_ticket(run_postdesk, tmp_path)
+    reply_id = reply(run_postdesk, ticket_id, '--text', 'Here you are.')
+    down = '127.0.0.1:%d' % free_port()
+    settings = {'POSTDESK_RETRY_BASE': '0.2', 'POSTDESK_MAX_DELIVERY_AGE': '2'}
+    assert deliver_once(run_postdesk, down, **settings).returncode == 1
+    assert row_of(conn, reply_id)[1] == 'queued'
+    time.sleep(2.2)
+    assert deliver_once(run_postdesk, down, **settings).returncode == 1
+    _, state, attempts, last_error, _, _ = row_of(conn, reply_id)
+    assert (state, attempts) == ('failed', 2) and last_error.startswith('gave up after 2 attempts')
+    assert interaction_status(conn, reply_id) == 'Failed'
+    assert ticket(run_postdesk, ticket_id)['Flagged']
+
+
+def test_retries_back_off_exponentially_up_to_the_maximum():
+    from ticketing.delivery import backoff_seconds
+    assert [backoff_seconds(n, 60, 3600) for n in (1, 2, 3, 4, 7, 20)] == [60, 120, 240, 480, 3600, 3600]

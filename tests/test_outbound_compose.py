@@ -118,6 +118,8 @@ def test_seed_reply_without_subject_reference_when_add_subject_ref_is_false():
     'Fw:RE:[ref#:45553-45553]Re[3]: Do you accept payment on delivery?',
     '[ref#: 1-2] Re: Do you accept payment on delivery? [ref#: 45553-45553]',
     '  Re:   Do you   accept payment on delivery?  ',
+    'R: I: Do you accept payment on delivery?',                 # Italian Outlook
+    'YNT: VB: Antw: Do you accept payment on delivery?',        # Turkish, Swedish, Dutch
 ])
 def test_subject_with_stacked_prefixes_and_old_reference_gets_one_tag(subject):
     reply = compose_reply(seed_draft(subject=subject))
@@ -543,3 +545,10 @@ def test_any_header_text_stays_inside_its_header_and_comes_back(subject, name, n
     parsed = parse_message(reply.data)
     assert parsed.subject == reply.subject
     assert parsed.to[0].email == 'customer9@1to1service.com'
+
+
+@pytest.mark.parametrize('subject', ['[EXTERNAL] Re: Do you accept payment on delivery?',
+                                     'Re: [EXTERNAL] RE: Do you accept payment on delivery?'])
+def test_prefix_behind_a_gateway_tag_is_removed_and_the_tag_kept(subject):
+    reply = compose_reply(seed_draft(subject=subject))
+    assert reply.subject == 'Re: [ref#: 45553-45596] [EXTERNAL] Do you accept payment on delivery?'

@@ -357,3 +357,59 @@ def test_delivery_report_about_our_reply_marks_it_failed_and_flags_the_ticket(ru
     [outbound] = [m for m in entity['Messages'] if m['TicketMessageId'] == reply_id]
     assert outbound['Status'] == 'Failed'
     assert [m['Type'] for m in entity['Messages']] == ['Customer Email', 'Agent Email', 'Bounce']
+
+
+# ------------------------------------------------------------------------------------------ review findings
+
+def test_a_delayed_delivery_report_about_our_reply_changes_nothing(run_postdesk, tmp_path, conn):
+    add_mailbox(run_postdesk)
+    ticket_id = new_ticket(run_postdesk, tmp_path)['TicketId']
+    reply_id = int(reply(run_postdesk, ticket_id, '--text', 'Here you are.', '--leave-open')['response']['row']['id'])
+    [row] = outbox_rows(conn)
+    delayed = make_bounce(row[6]).replace(b'Action: failed\r\nStatus: 5.1.1', b'Action: delayed\r\nStatus: 4.4.7')
+    [report] = replay(run_postdesk, tmp_path, delayed)
+    assert (report['Outcome'], report['TicketId']) == ('followup', ticket_id)
+    assert conn.execute('SELECT status FROM interaction WHERE interaction_id = %s', (reply_id,)).fetchone() == \
+        ('Unsent',)
+    assert show(run_postdesk, ticket_id)['Flagged'] is None
+
+
+def test_customer_answer_to_a_waiting_ticket_is_audited(run_postdesk, tmp_path, conn):
+    add_mailbox(run_postdesk)
+    ticket_id = new_ticket(run_postdesk, tmp_path)['TicketId']
+    reply(run_postdesk, ticket_id, '--text', 'Which address?', '--expect-reply')
+    assert show(run_postdesk, ticket_id)['Status'] == 'Waiting for customer', '--expect-reply keeps it open'
+    replay(run_postdesk, tmp_path, make_message(subject='Re: Order 1001 has not arrived', body='Berlin.\n',
+                                                message_id='<a2@customer.example>',
+                                                in_reply_to='<q1@customer.example>'))
+    last = conn.execute('SELECT action, status_before, status_after FROM status_audit WHERE ticket_id = %s '
+                        "AND target = 'ticket' ORDER BY audit_id DESC LIMIT 1", (ticket_id,)).fetchone()
+    assert last == ('Customer answered', 'Waiting for customer', 'Open')
+
+
+def test_an_acknowledgement_that_cannot_be_made_does_not_cost_the_customers_ticket(run_postdesk, tmp_path, conn):
+    """A sender SMTP cannot write to without SMTPUTF8: the ticket opens, only the acknowledgement is skipped."""
+    add_mailbox(run_postdesk)
+    enable_acks(run_postdesk)
+    raw = ('From: J\u00fcrgen <j\u00fcrgen@beispiel.example>\r\nTo: %s\r\nSubject: Frage\r\n'
+           'Message-ID: <utf8-local@beispiel.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+           'Hallo\r\n' % MAILBOX).encode('utf-8')
+    outcome, _ = replay(run_postdesk, tmp_path, raw, make_message())
+    assert outcome['Outcome'] == 'new'
+    assert [list(r[3]) for r in outbox_rows(conn, 'ack')] == [[CUSTOMER]], 'the other message is acknowledged'
+    assert conn.execute('SELECT count(*) FROM quarantine').fetchone()[0] == 0
+
+
+def test_acknowledgements_go_out_with_a_null_return_path(run_postdesk, tmp_path, conn):
+    add_mailbox(run_postdesk)
+    enable_acks(run_postdesk)
+    new_ticket(run_postdesk, tmp_path)
+    assert conn.execute("SELECT mail_from FROM outbox WHERE kind = 'ack'").fetchall() == [('',)]
+
+
+def test_an_ack_template_that_cannot_be_filled_in_is_refused_when_configured(run_postdesk, tmp_path):
+    add_mailbox(run_postdesk)
+    template = tmp_path / 'ack.txt'
+    template.write_text('Hello {name.first}, ticket {ticket_id}.')
+    result = run_postdesk('mailbox', 'ack', MAILBOX, '--template', str(template))
+    assert result.returncode == 2 and 'template' in result.stderr

@@ -11,17 +11,32 @@ from __future__ import annotations
 import datetime
 import html
 import string
+from dataclasses import replace
 
-from ingest import ParsedMail
-from outbound.compose import ComposedReply, ReplyDraft, compose_reply, is_own_message_id
+from ingest import Bounce, ParsedMail
+from outbound.compose import ComposedReply, ComposeError, ReplyDraft, compose_reply, is_own_message_id
 from outbound.refs import format_ref
 
-from .replies import Answer, Question, TicketForReply, draft_for
+from .replies import Answer, Question, ReplyError, TicketForReply, draft_for
 
+TEMPLATE_FIELDS = ('ticket_id', 'ref', 'subject', 'name', 'mailbox_name')
 ACK_HEADERS = (('Auto-Submitted', 'auto-replied'), ('X-Auto-Response-Suppress', 'All'))
 DEFAULT_TEMPLATE = ('Hello {name},\n\nthank you for your message. We have opened ticket {ticket_id} for it and will '
                     'answer as soon as we can.\nPlease keep {ref} in the subject when you write about it.\n\n'
                     '{mailbox_name}')
+
+
+class AckError(Exception):
+    """The acknowledgement cannot be made (an address SMTP cannot carry, a broken template)."""
+
+
+def reports_failure(bounce: Bounce) -> bool:
+    """Whether a delivery report says the message failed (RFC 3464 Action: failed, or a 5.x.x status), rather
+    than that it was delayed, relayed or delivered."""
+    action = (bounce.action or '').strip().lower()
+    if action:
+        return action == 'failed'
+    return (bounce.status or '5').strip().startswith('5')
 
 
 def reason_not_to_acknowledge(parsed: ParsedMail, own_addresses: set[str]) -> str | None:
@@ -51,11 +66,18 @@ def render_template(template: str, values: dict[str, str]) -> str:
     filled in. A template without tags is plain text; values are escaped either way."""
     is_html = '<' in template and '>' in template
     escaped = _Blank({key: html.escape(value) for key, value in values.items()})
+    source = template if is_html else html.escape(template, quote=False)
     try:
-        filled = string.Formatter().vformat(template if is_html else html.escape(template, quote=False), (), escaped)
-    except (ValueError, IndexError):
-        filled = template if is_html else html.escape(template, quote=False)   # a stray brace: sent as written
+        filled = string.Formatter().vformat(source, (), escaped)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        raise AckError('the acknowledgement template cannot be filled in (%s: %s)' % (type(exc).__name__, exc)) \
+            from exc
     return filled if is_html else '<div>%s</div>' % filled.replace('\n', '<br>\n')
+
+
+def check_template(template: str) -> None:
+    """Raise AckError now, when a mailbox is configured, for a template that could never be filled in."""
+    render_template(template, {key: 'x' for key in TEMPLATE_FIELDS})
 
 
 def compose_ack(ticket: TicketForReply, question: Question, interaction_id: int, template: str | None,
@@ -65,5 +87,10 @@ def compose_ack(ticket: TicketForReply, question: Question, interaction_id: int,
               'mailbox_name': ticket.mailbox_name or ticket.mailbox_address}
     answer = Answer(ticket_id=ticket.ticket_id, body_html=render_template(template or DEFAULT_TEMPLATE, values),
                     leave_open=True, dest_email=(question.from_email,), agent='postdesk')
-    draft = draft_for(ticket, question, answer, interaction_id, zone, extra_headers=ACK_HEADERS)
-    return draft, compose_reply(draft)
+    try:
+        draft = draft_for(ticket, question, answer, interaction_id, zone, extra_headers=ACK_HEADERS)
+        composed = compose_reply(draft)
+    except (ComposeError, ReplyError) as exc:
+        raise AckError(str(exc)) from exc
+    # RFC 3834 3.3: an automatic response goes out with a null return path, so nothing answers it in turn.
+    return draft, replace(composed, mail_from='')

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument('--html', metavar='FILE', help='the answer as HTML, from a file (- for standard input)')
     body.add_argument('--text', metavar='TEXT', help='the answer as plain text')
     reply.add_argument('--leave-open', action='store_true', help='send and leave the ticket open (default: close)')
-    reply.add_argument('--expect-reply', action='store_true', help='the ticket waits for the customer')
+    reply.add_argument('--expect-reply', action='store_true', help='the ticket stays open, waiting for the customer')
     reply.add_argument('--no-subject-ref', action='store_true', help='no [ref#: T-I] in the subject')
     reply.add_argument('--to', action='append', default=[], metavar='ADDRESS',
                        help="recipient (default: the ticket's customer); repeatable")
@@ -256,11 +256,16 @@ def run_mailbox_add(args) -> int:
 
 
 def run_mailbox_ack(args) -> int:
-    from .acks import DEFAULT_TEMPLATE
+    from .acks import DEFAULT_TEMPLATE, AckError, check_template
     from .store import load_mailboxes, set_ack_template
     conn = _database(_config(args))
     mailbox = _named_mailbox(load_mailboxes(conn), args.address)
     template = None if args.off else DEFAULT_TEMPLATE if args.default else _read_text(args.template)
+    if template is not None:
+        try:
+            check_template(template)
+        except AckError as exc:
+            raise UsageError(str(exc)) from exc
     set_ack_template(conn, mailbox.mailbox_id, template)
     sys.stdout.write('mailbox %s: %s\n' % (mailbox.address, 'no acknowledgements' if template is None else
                                             'acknowledges new tickets'))
@@ -476,7 +481,8 @@ def _attachment(path: str):
 
 def run_deliver(args) -> int:
     import threading
-    from .db import connect, resolve_database_url
+    import psycopg
+    from .db import DatabaseUnavailable, connect, resolve_database_url
     from .delivery import NoRelay, relay_of, run_delivery_worker
     config = _config(args)
     try:
@@ -500,8 +506,16 @@ def run_deliver(args) -> int:
 
     stop = threading.Event()
     _stop_on_signals(stop)
-    workers = [threading.Thread(target=run_delivery_worker, name='postdesk-deliver-%d' % n,
-                                args=(lambda: connect(url, autocommit=True), config, stop, args.once, report))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run_delivery_worker(lambda: connect(url, autocommit=True), config, stop, args.once, report)
+        except Exception as exc:            # --once: a worker that could not finish makes the run fail
+            logging.getLogger('postdesk.delivery').error('delivery worker stopped: %s', exc)
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, name='postdesk-deliver-%d' % n)
                for n in range(args.workers or config.delivery_workers)]
     for worker in workers:
         worker.start()
@@ -509,7 +523,9 @@ def run_deliver(args) -> int:
         worker.join()
     if args.once:
         sys.stdout.write('sent %(sent)d, deferred %(deferred)d, failed %(failed)d\n' % states)
-    return EXIT_INCOMPLETE if states['deferred'] or states['failed'] else EXIT_OK
+    if any(isinstance(exc, (DatabaseUnavailable, psycopg.OperationalError)) for exc in errors):
+        raise DatabaseUnavailable('delivery stopped: the database is unavailable')
+    return EXIT_INCOMPLETE if errors or states['deferred'] or states['failed'] else EXIT_OK
 
 
 def _stop_on_signals(stop) -> None:

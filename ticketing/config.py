@@ -169,9 +169,10 @@ def load_config(path: str | None = None, env: dict | None = None) -> Config:
 
 def _host_port(value: str) -> tuple[str, str]:
     """POSTDESK_SMTP_RELAY=HOST:PORT (or HOST, port 25; [v6]:PORT)."""
-    host, sep, port = value.strip().rpartition(':')
-    if not sep or ']' in port:
-        return value.strip().strip('[]'), '25'
+    value = value.strip()
+    host, sep, port = value.rpartition(':')
+    if not sep or ']' in port or (value.count(':') > 1 and not value.startswith('[')):   # HOST, [v6], bare v6
+        return value.strip('[]'), '25'
     return host.strip('[]'), port
 
 

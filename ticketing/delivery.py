@@ -96,8 +96,27 @@ def deliver_one(conn: psycopg.Connection, session: RelaySession, config: Config)
         if row is None:
             return None
         result = session.send(row.mail_from, row.rcpt_to, row.data)
-        state = record_outcome(conn, row, result, config)
+        try:
+            with conn.transaction():
+                state = record_outcome(conn, row, result, config)
+        except Exception as exc:            # the row must leave 'queued' all the same, or it is sent again and again
+            if conn.closed or conn.broken:
+                raise
+            log.exception('outbox=%d: could not record the outcome in full', row.outbox_id)
+            state = record_outcome_briefly(conn, row, result, config, exc)
     return Attempt(row, result, state)
+
+
+def record_outcome_briefly(conn: psycopg.Connection, row: OutboxRow, result: DeliveryResult, config: Config,
+                           exc: Exception) -> str:
+    """What must be kept when recording the outcome failed: a sent row is sent, anything else waits."""
+    note = 'outcome not recorded in full (%s)' % type(exc).__name__
+    if result.outcome == SENT:
+        conn.execute("UPDATE outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1, relay_reply = %s "
+                     'WHERE outbox_id = %s', (note, row.outbox_id))
+        return 'sent'
+    schedule_retry(conn, row, note, backoff_seconds(row.attempts + 1, config.retry_base, config.retry_max))
+    return 'deferred'
 
 
 def record_outcome(conn: psycopg.Connection, row: OutboxRow, result: DeliveryResult, config: Config) -> str:
@@ -126,10 +145,23 @@ def mark_sent(conn: psycopg.Connection, row: OutboxRow, result: DeliveryResult) 
 
 
 def mark_failed(conn: psycopg.Connection, row: OutboxRow, reason: str) -> None:
+    """The row failed for good. Its interaction becomes Failed unless another row (the same reply to the other
+    recipients) was sent: then the failure is audited and flagged, and the reply stays Sent."""
     conn.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = %s WHERE outbox_id = %s",
                  (reason, row.outbox_id))
-    set_interaction_status(conn, row, 'Failed', 'Delivery failed: %s' % reason)
+    if partly_sent(conn, row):
+        add_audit(conn, row.ticket_id, row.interaction_id, 'Delivery failed for %s: %s' % (
+            ', '.join(row.rcpt_to), reason), 'postdesk', None, None, target='interaction')
+    else:
+        set_interaction_status(conn, row, 'Failed', 'Delivery failed: %s' % reason)
     flag_ticket(conn, row.ticket_id, 'reply %s could not be delivered: %s' % (row.interaction_id, reason))
+
+
+def partly_sent(conn: psycopg.Connection, row: OutboxRow) -> bool:
+    if row.interaction_id is None:
+        return False
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM outbox WHERE interaction_id = %s AND state = 'sent')",
+                        (row.interaction_id,)).fetchone()[0]
 
 
 def schedule_retry(conn: psycopg.Connection, row: OutboxRow, reason: str, seconds: float) -> None:
@@ -237,16 +269,16 @@ def wait_for_work(conn: psycopg.Connection, stop: threading.Event) -> None:
 def run_delivery_process(config: Config, stop, grace: float = 30.0) -> None:
     """`postdesk serve`'s delivery process: `delivery_workers` threads until `stop` (an Event shared with the
     serving process) is set. A reply being sent when it is set is finished (SMTP timeouts bound it)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)       # the serving process decides when this one stops
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    url = resolve_database_url(config.database_url, config.embedded_data)
     stopping = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C goes to the serving process, which decides
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    url = resolve_database_url(config.database_url, config.embedded_data)
     threads = [threading.Thread(target=run_delivery_worker, args=(lambda: connect(url, autocommit=True), config,
                                                                   stopping), name='postdesk-deliver-%d' % n)
                for n in range(config.delivery_workers)]
     for thread in threads:
         thread.start()
-    while not stop.wait(0.5):
+    while not stop.wait(0.5) and not stopping.is_set():
         pass
     stopping.set()
     for thread in threads:

@@ -25,7 +25,7 @@ from . import acks, store
 from .config import Config
 from .pipeline import ParseResult, parse_raw, parsed_batches
 from .sources import SourceMessage
-from .replies import AUTO_ACK, Question, TicketForReply, display_zone
+from .replies import AUTO_ACK, Question, ReplyError, TicketForReply, display_zone
 from .threads import (Lookups, ThreadDecision, TicketFacts, decide, header_candidates, is_automatic,
                       referenced_ticket_ids)
 
@@ -258,11 +258,12 @@ class _Planner:
             row[9] += 1
             row[10] = row[10] or has_attachment
         else:
-            update = self.plan.rows.ticket_updates.setdefault(ticket_id, [0, False, False, False])
+            update = self.plan.rows.ticket_updates.setdefault(ticket_id, [0, False, False, None])
             update[0] += 1
             update[1] = update[1] or has_attachment
             update[2] = update[2] or decision.reopen
-            update[3] = update[3] or not is_automatic(parsed)      # the customer answered: no longer waiting
+            if not is_automatic(parsed) and update[3] is None:
+                update[3] = interaction_id          # the customer answered: a ticket waiting for it is Open again
         facts = self.facts.get(ticket_id)
         if facts is not None:
             self.facts[ticket_id] = replace(facts, base_status='active' if decision.reopen else facts.base_status,
@@ -299,8 +300,11 @@ class _Planner:
 
 
     def _mark_bounced(self, item: Prepared) -> None:
-        """A report about one of our own replies marks it Failed (see store.mark_bounced_replies)."""
+        """A report that one of our own replies failed marks it Failed (see store.mark_bounced_replies); a report
+        that it was delayed, relayed or delivered is kept on the ticket and changes nothing."""
         bounce = item.parsed.bounce
+        if not acks.reports_failure(bounce):
+            return
         report = ' '.join(filter(None, [bounce.action, bounce.status, 'for ' + ', '.join(bounce.recipients)
                                         if bounce.recipients else '']))
         self.plan.rows.bounced.append((item.mailbox.mailbox_id, normalize_message_id(bounce.original_message_id),
@@ -314,8 +318,14 @@ class _Planner:
         own = {m.address.lower() for m in store.load_mailboxes(self.conn)}
         wanted = [t for t in candidates
                   if acks.reason_not_to_acknowledge(t.item.parsed, own) is None and self._under_ack_limit(t.item)]
+        if not wanted:
+            return
+        try:
+            zone = display_zone(self.config.timezone)
+        except ReplyError as exc:
+            log.error('no acknowledgements: %s', exc)
+            return
         ids = iter(store.allocate_ids(self.conn, 'interaction', 'interaction_id', len(wanted)))
-        zone = display_zone(self.config.timezone)
         for new in wanted:
             self._add_acknowledgement(new, next(ids), zone)
 
@@ -337,7 +347,11 @@ class _Planner:
         question = Question(new.interaction_id, parsed.subject, bare_subject(parsed.subject), 'Customer Email',
                             'Received', parsed.date or now, parsed.from_.name, parsed.from_.email, parsed.html,
                             parsed.text, item.message_id, tuple(parsed.references))
-        draft, composed = acks.compose_ack(ticket, question, interaction_id, mailbox.ack_template, zone)
+        try:
+            draft, composed = acks.compose_ack(ticket, question, interaction_id, mailbox.ack_template, zone)
+        except acks.AckError as exc:      # the customer's message is stored all the same; only the ack is skipped
+            log.warning('ticket %d: no acknowledgement to %s: %s', ticket_id, parsed.from_.email, exc)
+            return
         rows = self.plan.rows
         rows.interactions.append(store.outbound_interaction_row(
             interaction_id, ticket_id, mailbox, AUTO_ACK, composed, draft, 'ack'))

@@ -245,10 +245,10 @@ def add_audit(conn: psycopg.Connection, ticket_id: int, interaction_id: int | No
 def update_ticket_after_reply(conn: psycopg.Connection, ticket: TicketForReply, interaction_id: int,
                               answer: Answer) -> None:
     """Counters and status: closed (send and close), left open, or waiting for the customer (expectReply)."""
-    if not answer.leave_open:
-        base, status, action = 'closed', 'Closed', 'Sent and closed'
-    elif answer.expect_reply:
+    if answer.expect_reply:                 # waiting for the customer is an open state, whatever leave_open says
         base, status, action = 'active', WAITING_FOR_CUSTOMER, 'Sent, left open, expecting a reply'
+    elif not answer.leave_open:
+        base, status, action = 'closed', 'Closed', 'Sent and closed'
     else:
         base, status, action = 'active', 'Open', 'Sent and left open'
     conn.execute(
@@ -319,7 +319,8 @@ def audit_entries(conn: psycopg.Connection, ticket_id: int, interaction_id: int 
         'WHERE ticket_id = %s AND interaction_id IS NOT DISTINCT FROM %s AND target = %s ORDER BY audit_id',
         (ticket_id, interaction_id, target)).fetchall()
     return [{'timeStamp': '/Date(%d)/' % int(at.timestamp() * 1000), 'date': _date(at), 'action': action,
-             'modifierName': modifier, 'statusBefore': before, 'statusName': after}
+             'modifierID': None, 'modifierName': modifier, 'topicID': None, 'topicName': None, 'assignedToID': None,
+             'assignedToName': None, 'statusID': None, 'statusName': after, 'statusBefore': before}
             for at, action, modifier, before, after in rows]
 
 

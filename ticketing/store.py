@@ -241,8 +241,16 @@ def _update_tickets(conn: psycopg.Connection, updates: dict[int, list]) -> None:
     """Follow-ups on tickets that existed before the batch: counters, attachment flag, reopening."""
     if not updates:
         return
-    params = [(u[0], u[1], u[2], u[3], tid) for tid, u in sorted(updates.items())]
+    params = [(u[0], u[1], u[2], u[3] is not None, tid) for tid, u in sorted(updates.items())]
+    answered = [(tid, u[3]) for tid, u in sorted(updates.items()) if u[3] is not None and not u[2]]
     with conn.cursor() as cur:
+        if answered:
+            cur.execute(
+                'INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, status_after) '
+                "SELECT t.ticket_id, a.interaction_id, 'Customer answered', 'postdesk', t.status, 'Open' "
+                'FROM ticket t JOIN unnest(%s::bigint[], %s::bigint[]) AS a (ticket_id, interaction_id) '
+                "  USING (ticket_id) WHERE t.status = 'Waiting for customer'",
+                ([a[0] for a in answered], [a[1] for a in answered]))
         cur.executemany(
             'UPDATE ticket SET num_messages = num_messages + %s, has_attachment = has_attachment OR %s, '
             "last_changed = now(), base_status = CASE WHEN %s THEN 'active' ELSE base_status END, "
