@@ -363,8 +363,15 @@ def _headers_only(part: Message) -> Message:
 
 
 def _declared_filename(info: PartInfo, fallbacks) -> str:
+    if not _may_name(info.disposition_raw, 'filename') and not _may_name(info.content_type_raw, 'name'):
+        return ''                 # most body parts: no parameter of that name, nothing to parse
     return (att.param_filename(info.disposition_params.get('filename'), fallbacks)
             or att.param_filename(info.params.get('name'), fallbacks))
+
+
+def _may_name(raw_header, parameter: str) -> bool:
+    """Whether a raw header could hold the parameter (also as RFC 2231 `name*0*=`): a cheap test first."""
+    return raw_header is not None and parameter in str(raw_header).lower()
 
 
 def _content_id(value) -> str | None:
