@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 NEW, FOLLOWUP, DUPLICATE, QUARANTINED = 'new', 'followup', 'duplicate', 'quarantined'
 BATCH_BYTES = 2 * 1024 * 1024
+TRACE_ALLOWANCE = 64 * 1024    # bytes of trace header fields a message may gain on its way in
 MAX_MESSAGE_ID = 250          # longer ids are stored by their sha256, so the unique index never overflows
 
 
@@ -390,7 +391,8 @@ class Intake:
     def __init__(self, conn: psycopg.Connection, config: Config, mailbox: store.Mailbox | None = None):
         self.conn, self.config, self.forced_mailbox = conn, config, mailbox
         self.mailboxes = store.load_mailboxes(conn)
-        self.limits = ParseLimits(max_message_bytes=config.max_message_bytes)
+        # SMTP enforces max_message_bytes on the message as sent; postdesk's Received: header comes on top.
+        self.limits = ParseLimits(max_message_bytes=config.max_message_bytes + TRACE_ALLOWANCE)
 
     def run(self, messages: Iterable[SourceMessage], parse_worker: bool = True) -> Iterator[Outcome]:
         """Store messages batch by batch; parsing runs in a worker process once there is more than one batch."""

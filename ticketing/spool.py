@@ -94,8 +94,9 @@ class SpoolWriter:
     covers several of them. Each caller still gets its reply only after the commit that holds its message.
     Each writer task keeps its own connection; one that fails is dropped and opened again for the next batch."""
 
-    def __init__(self, url: str, timeout: float, writers: int = 2, max_batch: int = 64):
-        self.url, self.timeout, self.max_batch = url, timeout, max_batch
+    def __init__(self, url: str, timeout: float, writers: int = 2, max_batch: int = 64,
+                 max_batch_bytes: int = 8 * 1024 * 1024):
+        self.url, self.timeout, self.max_batch, self.max_batch_bytes = url, timeout, max_batch, max_batch_bytes
         self.queue: asyncio.Queue = asyncio.Queue()
         self.tasks = [asyncio.create_task(self._write()) for _ in range(writers)]
 
@@ -109,8 +110,10 @@ class SpoolWriter:
         conn = None
         while True:
             batch = [await self.queue.get()]
-            while len(batch) < self.max_batch and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            size = len(batch[0][0])
+            while len(batch) < self.max_batch and size < self.max_batch_bytes and not self.queue.empty():
+                batch.append(self.queue.get_nowait())     # large messages make small batches: one statement
+                size += len(batch[-1][0])                 # stays far below PostgreSQL's 1 GB message limit
             try:
                 conn = conn if conn is not None and not conn.closed else await connect_async(self.url, self.timeout)
                 ids = await store_raw(conn, [(data, envelope) for data, envelope, _ in batch], self.timeout)
