@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .threads import TicketFacts
@@ -63,6 +64,7 @@ class Rows:
 
 
 RAW_COLUMNS = ('raw_id', 'sha256', 'data', 'size', 'source', 'envelope_from', 'envelope_to', 'peer', 'helo')
+RAW_TYPES = ('int8', 'bytea', 'bytea', 'int4', 'text', 'text', 'text[]', 'text', 'text')   # binary COPY
 TICKET_COLUMNS = ('ticket_id', 'mailbox_id', 'title', 'status', 'category', 'priority', 'person_id',
                   'from_address', 'connect_id', 'num_messages', 'has_attachment', 'thread_token')
 INTERACTION_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'direction', 'type', 'status', 'sent_date',
@@ -187,7 +189,7 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     """Write a planned batch in foreign-key order. bulk=True uses COPY; bulk=False inserts row by row and
     raises DuplicateMessage when an interaction's Message-ID was stored meanwhile."""
     write = _copy_rows if bulk else _insert_rows
-    write(conn, 'raw_message', RAW_COLUMNS, rows.raw)
+    write(conn, 'raw_message', RAW_COLUMNS, rows.raw, RAW_TYPES)
     write(conn, 'ticket', TICKET_COLUMNS, rows.tickets)
     if bulk:
         _copy_rows(conn, 'interaction', INTERACTION_COLUMNS, rows.interactions)
@@ -204,28 +206,41 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     mark_bounced_replies(conn, rows.bounced)
 
 
-def _copy_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple]) -> None:
+def _copy_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple],
+               binary_types: tuple[str, ...] | None = None) -> None:
+    """COPY rows in; with binary_types, in PostgreSQL's binary format (bytes cross as they are, not as hex)."""
     if not rows:
         return
+    statement = sql.SQL('COPY {} ({}) FROM STDIN{}').format(
+        sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, columns)),
+        sql.SQL(' (FORMAT BINARY)' if binary_types else ''))
     with conn.cursor() as cur:
-        with cur.copy('COPY %s (%s) FROM STDIN' % (table, ', '.join(columns))) as copy:
+        with cur.copy(statement) as copy:
+            if binary_types:
+                copy.set_types(list(binary_types))
             for row in rows:
                 copy.write_row(row)
 
 
-def _insert_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple]) -> None:
+def _insert_statement(table: str, columns: tuple, suffix: str = '') -> sql.Composed:
+    return sql.SQL('INSERT INTO {} ({}) VALUES ({}){}').format(
+        sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, columns)),
+        sql.SQL(', ').join(sql.Placeholder() * len(columns)), sql.SQL(suffix))
+
+
+def _insert_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple],
+                 binary_types: tuple[str, ...] | None = None) -> None:
     if not rows:
         return
-    sql = 'INSERT INTO %s (%s) VALUES (%s)' % (table, ', '.join(columns), ', '.join(['%s'] * len(columns)))
     with conn.cursor() as cur:
-        cur.executemany(sql, rows)
+        cur.executemany(_insert_statement(table, columns), rows)
 
 
 def _insert_interactions(conn: psycopg.Connection, rows: list[tuple]) -> None:
-    sql = ('INSERT INTO interaction (%s) VALUES (%s) ON CONFLICT (mailbox_id, message_id) DO NOTHING '
-           'RETURNING interaction_id' % (', '.join(INTERACTION_COLUMNS), ', '.join(['%s'] * len(INTERACTION_COLUMNS))))
+    statement = _insert_statement('interaction', INTERACTION_COLUMNS,
+                                  ' ON CONFLICT (mailbox_id, message_id) DO NOTHING RETURNING interaction_id')
     for row in rows:
-        if conn.execute(sql, row).fetchone() is None:
+        if conn.execute(statement, row).fetchone() is None:
             raise DuplicateMessage(row[INTERACTION_COLUMNS.index('message_id')])
 
 
@@ -233,8 +248,8 @@ def _insert_blobs(conn: psycopg.Connection, rows: list[tuple]) -> None:
     if not rows:
         return
     rows = sorted(rows)               # one lock order for every writer
-    with conn.cursor() as cur:
-        cur.executemany('INSERT INTO blob (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING', rows)
+    with conn.cursor() as cur:        # %b: attachment bytes in binary, not hex
+        cur.executemany('INSERT INTO blob (sha256, size, data) VALUES (%b, %b, %b) ON CONFLICT DO NOTHING', rows)
 
 
 def _update_tickets(conn: psycopg.Connection, updates: dict[int, list]) -> None:
