@@ -254,7 +254,7 @@ def test_message_stored_meanwhile_by_another_writer_is_a_duplicate(conn, config,
         second = Intake(other_conn, config)
         result = {}
         with conn.transaction():
-            plan = _Planner(conn, config).build([item])
+            plan = _Planner(conn, config, first.mailboxes).build([item])
             store.write_rows(conn, plan.rows, bulk=True)
             waiting = threading.Thread(target=lambda: result.update(o=second.store_batch(
                 [SourceMessage(raw, 'second.eml')])))

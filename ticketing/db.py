@@ -21,6 +21,11 @@ class DatabaseUnavailable(RuntimeError):
     """PostgreSQL cannot be reached or the embedded server cannot be started."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (psycopg's run to several), or its type's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def schema_path() -> pathlib.Path:
     """schema.sql at the top of the project (or installed under sys.prefix/share/postdesk)."""
     here = pathlib.Path(__file__).resolve().parent.parent / 'schema.sql'

@@ -26,8 +26,8 @@ from psycopg import sql
 from outbound.deliver import PERMANENT, SENT, DeliveryResult, Relay, RelaySession
 
 from .config import Config
-from .db import DatabaseUnavailable, connect, resolve_database_url
-from .replies import OUTBOX_CHANNEL, add_audit
+from .db import DatabaseUnavailable, connect, first_line, resolve_database_url
+from .store import OUTBOX_CHANNEL, add_audit, change_interaction_status, flag_ticket, notify_outbox
 
 log = logging.getLogger('postdesk.delivery')
 
@@ -73,6 +73,10 @@ def backoff_seconds(attempts: int, base: float, maximum: float) -> float:
     return min(base * (2 ** max(attempts - 1, 0)), maximum)
 
 
+def next_backoff(row: 'OutboxRow', config: Config) -> float:
+    return backoff_seconds(row.attempts + 1, config.retry_base, config.retry_max)
+
+
 # ------------------------------------------------------------------------------------------------- claiming
 
 def claim_due(conn: psycopg.Connection) -> OutboxRow | None:
@@ -115,7 +119,7 @@ def record_outcome_briefly(conn: psycopg.Connection, row: OutboxRow, result: Del
         conn.execute("UPDATE outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1, relay_reply = %s "
                      'WHERE outbox_id = %s', (note, row.outbox_id))
         return 'sent'
-    schedule_retry(conn, row, note, backoff_seconds(row.attempts + 1, config.retry_base, config.retry_max))
+    schedule_retry(conn, row, note, next_backoff(row, config))
     return 'deferred'
 
 
@@ -134,7 +138,7 @@ def record_outcome(conn: psycopg.Connection, row: OutboxRow, result: DeliveryRes
         mark_failed(conn, row, 'gave up after %d attempts over %s: %s'
                     % (row.attempts + 1, datetime.timedelta(seconds=int(row.age)), result.reply))
         return 'failed'
-    schedule_retry(conn, row, result.reply, backoff_seconds(row.attempts + 1, config.retry_base, config.retry_max))
+    schedule_retry(conn, row, result.reply, next_backoff(row, config))
     return 'deferred'
 
 
@@ -191,20 +195,8 @@ def note_refused(conn: psycopg.Connection, row: OutboxRow, result: DeliveryResul
 
 
 def set_interaction_status(conn: psycopg.Connection, row: OutboxRow, status: str, action: str) -> None:
-    if row.interaction_id is None:
-        return
-    before = conn.execute('SELECT status FROM interaction WHERE interaction_id = %s FOR UPDATE',
-                          (row.interaction_id,)).fetchone()
-    if before is None or before[0] == status:
-        return
-    conn.execute('UPDATE interaction SET status = %s, sent_date = CASE WHEN %s = %s THEN now() ELSE sent_date END '
-                 'WHERE interaction_id = %s', (status, status, 'Sent', row.interaction_id))
-    add_audit(conn, row.ticket_id, row.interaction_id, action, 'postdesk', before[0], status, target='interaction')
-
-
-def flag_ticket(conn: psycopg.Connection, ticket_id: int | None, reason: str) -> None:
-    if ticket_id is not None:
-        conn.execute('UPDATE ticket SET flagged = %s, last_changed = now() WHERE ticket_id = %s', (reason, ticket_id))
+    if row.interaction_id is not None:
+        change_interaction_status(conn, row.ticket_id, row.interaction_id, status, action)
 
 
 # -------------------------------------------------------------------------------------------------- workers
@@ -245,7 +237,7 @@ def run_delivery_worker(connect, config: Config, stop: threading.Event, once: bo
                             return
                         wait_for_work(conn, stop)
             except (psycopg.OperationalError, DatabaseUnavailable) as exc:
-                log.warning('database unavailable (%s); retrying', str(exc).strip().splitlines()[0])
+                log.warning('database unavailable (%s); retrying', first_line(exc))
                 if once:
                     raise
                 stop.wait(2.0)
@@ -335,9 +327,7 @@ def retry_outbox(conn: psycopg.Connection, outbox_id: int, modifier: str = 'post
         if state != 'sent':
             conn.execute("UPDATE outbox SET state = 'queued', next_attempt_at = now(), queued_at = now() "
                          'WHERE outbox_id = %s', (outbox_id,))
-            conn.execute('SELECT pg_notify(%s, %s)', (OUTBOX_CHANNEL, str(outbox_id)))
+            notify_outbox(conn, str(outbox_id))
             if state == 'failed' and interaction_id is not None:
-                conn.execute("UPDATE interaction SET status = 'Unsent' WHERE interaction_id = %s", (interaction_id,))
-                add_audit(conn, ticket_id, interaction_id, 'Delivery retried', modifier, 'Failed', 'Unsent',
-                          target='interaction')
+                change_interaction_status(conn, ticket_id, interaction_id, 'Unsent', 'Delivery retried', modifier)
     return list_outbox(conn, outbox_id=outbox_id)[0]

@@ -23,6 +23,7 @@ from outbound.refs import bare_subject, title_from_subject
 
 from . import acks, store
 from .config import Config
+from .db import first_line
 from .pipeline import ParseResult, parse_raw, parsed_batches
 from .sources import SourceMessage
 from .replies import AUTO_ACK, Question, ReplyError, TicketForReply, display_zone
@@ -127,8 +128,9 @@ class BatchPlan:
 class _Planner:
     """Decides, for the messages of one batch, what each becomes, and builds the rows to write."""
 
-    def __init__(self, conn: psycopg.Connection, config: Config):
+    def __init__(self, conn: psycopg.Connection, config: Config, mailboxes: list[store.Mailbox]):
         self.conn, self.config = conn, config
+        self.own_addresses = {m.address.lower() for m in mailboxes}
         self.plan = BatchPlan()
         self.known: dict[str, tuple[int, int]] = {}
         self.facts: dict[int, TicketFacts] = {}
@@ -316,9 +318,8 @@ class _Planner:
         candidates = [t for t in self.new_tickets.values() if t.item.mailbox.ack_template]
         if not candidates:
             return
-        own = {m.address.lower() for m in store.load_mailboxes(self.conn)}
-        wanted = [t for t in candidates
-                  if acks.reason_not_to_acknowledge(t.item.parsed, own) is None and self._under_ack_limit(t.item)]
+        wanted = [t for t in candidates if acks.reason_not_to_acknowledge(t.item.parsed, self.own_addresses) is None
+                  and self._under_ack_limit(t.item)]
         if not wanted:
             return
         try:
@@ -354,10 +355,9 @@ class _Planner:
             log.warning('ticket %d: no acknowledgement to %s: %s', ticket_id, parsed.from_.email, exc)
             return
         rows = self.plan.rows
-        rows.interactions.append(store.outbound_interaction_row(
-            interaction_id, ticket_id, mailbox, AUTO_ACK, composed, draft, 'ack'))
-        rows.outbox.append((interaction_id, ticket_id, mailbox.mailbox_id, composed.mail_from,
-                            list(composed.recipients), composed.data, 'ack', composed.message_id))
+        rows.outbound.append(store.outbound_interaction_row(mailbox.mailbox_id, AUTO_ACK, 'ack', draft, composed,
+                                                            auto_submitted='auto-replied'))
+        rows.outbox.append(store.outbox_row(mailbox.mailbox_id, 'ack', draft, composed))
         rows.audits.append((ticket_id, interaction_id, 'Queued for delivery', 'postdesk', None, 'Unsent',
                             'interaction'))
         new.row[9] += 1
@@ -432,13 +432,13 @@ class Intake:
         items = [self.prepare(message, result) for message, result in zip(batch, results)]
         try:
             with self.conn.transaction():
-                plan = _Planner(self.conn, self.config).build(items)
+                plan = _Planner(self.conn, self.config, self.mailboxes).build(items)
                 store.write_rows(self.conn, plan.rows, bulk=True)
             return plan.outcomes
         except psycopg.Error as exc:
             if connection_lost(self.conn):
                 raise
-            log.warning('batch of %d failed (%s); storing its messages one by one', len(items), _first_line(exc))
+            log.warning('batch of %d failed (%s); storing its messages one by one', len(items), first_line(exc))
         except Exception:                 # a defect met by one message must not cost the others
             log.exception('batch of %d failed; storing its messages one by one', len(items))
         return [self.store_one(item) for item in items]
@@ -447,20 +447,20 @@ class Intake:
         """Store a single message in its own transaction; quarantine it with the reason if that fails."""
         try:
             with self.conn.transaction():
-                plan = _Planner(self.conn, self.config).build([item])
+                plan = _Planner(self.conn, self.config, self.mailboxes).build([item])
                 store.write_rows(self.conn, plan.rows, bulk=False)
             return plan.outcomes[0]
         except store.DuplicateMessage:
             with self.conn.transaction():
-                plan = _Planner(self.conn, self.config).build([item])
+                plan = _Planner(self.conn, self.config, self.mailboxes).build([item])
             return plan.outcomes[0]
         except psycopg.Error as exc:
             if connection_lost(self.conn):
                 raise
-            reason = 'could not be stored: %s' % _first_line(exc)
+            reason = 'could not be stored: %s' % first_line(exc)
         except Exception as exc:
             log.exception('%s could not be stored', item.message.source)
-            reason = 'could not be stored (%s: %s)' % (type(exc).__name__, _first_line(exc))
+            reason = 'could not be stored (%s: %s)' % (type(exc).__name__, first_line(exc))
         log.error('%s quarantined: %s', item.message.source, reason)
         with self.conn.transaction():
             store.insert_quarantine(self.conn, [(reason, item.message.source,
@@ -489,6 +489,3 @@ def connection_lost(conn: psycopg.Connection) -> bool:
     failed (psycopg reports some statement errors, like a too long index row, as OperationalError too)."""
     return conn.closed or conn.broken
 
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import hashlib
 import zoneinfo
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from outbound.compose import (ComposedReply, ComposeError, OutgoingAttachment, Party, Quoted, ReplyDraft, compose_reply,
                               new_message_id)
 
-from .store import OUTBOX_CHANNEL
+from . import store
 from .threads import ticket_reference
 
 WAITING_FOR_CUSTOMER = 'Waiting for customer'
@@ -194,52 +192,13 @@ def store_outbound(conn: psycopg.Connection, ticket: TicketForReply, question: Q
                    composed: ComposedReply, kind_name: str, outbox_kind: str, modifier: str, note: str,
                    user_data: dict) -> None:
     """The outbound interaction, its attachments, the outbox row and the `Unsent` audit entry."""
-    interaction_id = draft.interaction_id
-    conn.execute(
-        'INSERT INTO interaction (interaction_id, ticket_id, mailbox_id, direction, type, status, subject, '
-        '  subject_bare, from_name, from_email, to_addresses, cc_addresses, body_plain, body_html, message_id, '
-        '  in_reply_to, refs, thread_rule, num_attachments, note, user_data, sent_date) '
-        "VALUES (%s, %s, %s, 'outbound', %s, 'Unsent', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        '        %s, NULL)',
-        (interaction_id, ticket.ticket_id, ticket.mailbox_id, kind_name, composed.subject, composed.subject_bare,
-         ticket.mailbox_name, ticket.mailbox_address, Jsonb(_addresses_json(draft.to)),
-         Jsonb(_addresses_json(draft.cc)), composed.final_plain, composed.final_html, composed.message_id,
-         [composed.in_reply_to] if composed.in_reply_to else [], list(composed.references), outbox_kind,
-         len(draft.attachments), note or None, Jsonb(dict(user_data, inResponseToID=question.interaction_id
-                                                    if question else None))))
-    store_attachments(conn, interaction_id, draft.attachments)
-    conn.execute(
-        'INSERT INTO outbox (interaction_id, ticket_id, mailbox_id, mail_from, rcpt_to, data, kind, message_id) '
-        'VALUES (%s, %s, %s, %s, %s, %s, %s, %s)',
-        (interaction_id, ticket.ticket_id, ticket.mailbox_id, composed.mail_from, list(composed.recipients),
-         composed.data, outbox_kind, composed.message_id))
-    conn.execute('SELECT pg_notify(%s, %s)', (OUTBOX_CHANNEL, str(interaction_id)))
-    add_audit(conn, ticket.ticket_id, interaction_id, 'Queued for delivery', modifier, None, 'Unsent',
-              target='interaction')
-
-
-def _addresses_json(people: tuple[Party, ...]) -> list[dict]:
-    return [{'name': p.name, 'email': p.email} for p in people]
-
-
-def store_attachments(conn: psycopg.Connection, interaction_id: int,
-                      attachments: tuple[OutgoingAttachment, ...]) -> None:
-    for position, attachment in enumerate(attachments):
-        digest = hashlib.sha256(attachment.data).digest()
-        conn.execute('INSERT INTO blob (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING',
-                     (digest, len(attachment.data), attachment.data))
-        conn.execute('INSERT INTO attachment (interaction_id, position, filename, content_type, content_id, inline, '
-                     'size, sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)',
-                     (interaction_id, position, attachment.filename, attachment.content_type, attachment.content_id,
-                      attachment.content_id is not None, len(attachment.data), digest))
-
-
-def add_audit(conn: psycopg.Connection, ticket_id: int, interaction_id: int | None, action: str, modifier: str,
-              before: str | None, after: str | None, target: str = 'ticket') -> None:
-    """One status change: of the ticket (target 'ticket') or of the interaction itself ('interaction')."""
-    conn.execute('INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, '
-                 'status_after, target) VALUES (%s, %s, %s, %s, %s, %s, %s)',
-                 (ticket_id, interaction_id, action, modifier, before, after, target))
+    user_data = dict(user_data, inResponseToID=question.interaction_id if question else None)
+    store.insert_outbound(
+        conn, store.outbound_interaction_row(ticket.mailbox_id, kind_name, outbox_kind, draft, composed, note=note,
+                                             user_data=user_data),
+        draft.attachments, store.outbox_row(ticket.mailbox_id, outbox_kind, draft, composed))
+    store.add_audit(conn, ticket.ticket_id, draft.interaction_id, 'Queued for delivery', modifier, None, 'Unsent',
+                    target='interaction')
 
 
 def update_ticket_after_reply(conn: psycopg.Connection, ticket: TicketForReply, interaction_id: int,
@@ -256,7 +215,7 @@ def update_ticket_after_reply(conn: psycopg.Connection, ticket: TicketForReply, 
         '  last_changed = now(), base_status = %s, status = %s, '
         "  closed_at = CASE WHEN %s = 'closed' THEN now() ELSE NULL END WHERE ticket_id = %s",
         (base, status, base, ticket.ticket_id))
-    add_audit(conn, ticket.ticket_id, interaction_id, action, answer.agent, ticket.status, status)
+    store.add_audit(conn, ticket.ticket_id, interaction_id, action, answer.agent, ticket.status, status)
 
 
 # ------------------------------------------------------------------------------------ iService's response

@@ -23,6 +23,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from . import spool
+from .db import first_line
 
 log = logging.getLogger('postdesk.smtp')
 
@@ -149,7 +150,7 @@ class IntakeHandler:
                 await self.recipients.refresh(self.url, self.database_timeout)
             except spool.SpoolUnavailable as exc:
                 log.warning('peer=%s rcpt=<%s> outcome=451 reason=mailboxes unavailable (%s)',
-                            _peer(session), address, _first_line(exc))
+                            _peer(session), address, first_line(exc))
                 return '451 4.3.0 Cannot verify the recipient now, try again later'
         if not self.recipients.accepts(address):
             log.info('peer=%s from=<%s> rcpt=<%s> outcome=550 reason=no such mailbox',
@@ -172,7 +173,7 @@ class IntakeHandler:
         except spool.SpoolUnavailable as exc:
             log.warning('peer=%s from=<%s> to=%s message-id=%s outcome=451 reason=%s ms=%d', record.peer,
                         record.mail_from, ','.join('<%s>' % r for r in record.rcpt_to), message_id_of(data),
-                        _first_line(exc), (time.monotonic() - started) * 1000)
+                        first_line(exc), (time.monotonic() - started) * 1000)
             return self._replies(server, envelope, '451 4.3.0 Temporary failure storing the message, '
                                                    'try again later')
         finally:
@@ -193,9 +194,6 @@ def _peer(session) -> str:
         return '%s:%s' % (peer[0], peer[1])
     return str(peer or 'local')
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class Session:

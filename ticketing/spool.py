@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from .db import first_line
+
 NOTIFY_CHANNEL = 'postdesk_spool'
 log = logging.getLogger('postdesk.spool')
 
@@ -52,7 +54,7 @@ async def connect_async(url: str, timeout: float) -> psycopg.AsyncConnection:
         return await asyncio.wait_for(psycopg.AsyncConnection.connect(
             url, autocommit=True, connect_timeout=max(1, int(timeout))), timeout)
     except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
-        raise SpoolUnavailable('cannot connect to PostgreSQL: %s' % _first_line(exc)) from exc
+        raise SpoolUnavailable('cannot connect to PostgreSQL: %s' % first_line(exc)) from exc
 
 
 async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Envelope]], timeout: float) -> list[int]:
@@ -73,7 +75,7 @@ async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Enve
         cursor = await asyncio.wait_for(conn.execute(statement, params), timeout)
         return [row[0] for row in await cursor.fetchall()]
     except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
-        raise SpoolUnavailable(_first_line(exc)) from exc
+        raise SpoolUnavailable(first_line(exc)) from exc
 
 
 def _text(value: str | None) -> str:
@@ -84,9 +86,6 @@ def _text(value: str | None) -> str:
         return value
     return value.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class SpoolWriter:
@@ -124,7 +123,7 @@ class SpoolWriter:
             except Exception as exc:          # never let a writer die: its callers would wait for ever
                 log.exception('spool writer: unexpected error; the batch gets 451')
                 conn = await _discard(conn)
-                _settle(batch, exception=SpoolUnavailable('unexpected error: %s' % _first_line(exc)))
+                _settle(batch, exception=SpoolUnavailable('unexpected error: %s' % first_line(exc)))
                 continue
             _settle(batch, results=ids)
 
@@ -160,7 +159,7 @@ async def mailbox_addresses(url: str, timeout: float) -> tuple[set[str], set[str
         cursor = await asyncio.wait_for(conn.execute('SELECT lower(address), catch_all FROM mailbox'), timeout)
         rows = await cursor.fetchall()
     except (psycopg.Error, asyncio.TimeoutError) as exc:
-        raise SpoolUnavailable(_first_line(exc)) from exc
+        raise SpoolUnavailable(first_line(exc)) from exc
     finally:
         await _discard(conn)
     addresses = {address for address, _ in rows}
@@ -182,13 +181,6 @@ def _pending(row: tuple) -> Pending:
     return Pending(raw_id, bytes(data), sender, tuple(rcpt or ()), peer, helo, source, received, trace_len)
 
 
-def claim_one(conn: psycopg.Connection, raw_id: int) -> Pending | None:
-    rows = conn.execute(
-        'SELECT raw_id, data, envelope_from, envelope_to, peer, helo, source, received_at, trace_len '
-        "FROM raw_message WHERE raw_id = %s AND state = 'pending' FOR UPDATE SKIP LOCKED", (raw_id,)).fetchall()
-    return next((_pending(row) for row in rows), None)
-
-
 def mark(conn: psycopg.Connection, states: dict[int, str]) -> None:
     """Record what became of claimed rows: `done` or `quarantined`."""
     with conn.cursor() as cur:
@@ -205,10 +197,6 @@ def pending_ages(conn: psycopg.Connection) -> tuple[float | None, float]:
         "       extract(epoch FROM now() - (SELECT received_at FROM raw_message WHERE state = 'pending' "
         '                                   ORDER BY raw_id DESC LIMIT 1))').fetchone()
     return (float(waited) if waited is not None else None), (float(quiet) if quiet is not None else 0.0)
-
-
-def pending_count(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM raw_message WHERE state = 'pending'").fetchone()[0]
 
 
 def listen(conn: psycopg.Connection) -> None:

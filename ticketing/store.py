@@ -8,6 +8,7 @@ a message delivered twice at the same moment is then recognised as a duplicate i
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import psycopg
@@ -59,6 +60,7 @@ class Rows:
     audits: list[tuple] = field(default_factory=list)
     ticket_updates: dict[int, list] = field(default_factory=dict)
     quarantine: list[tuple] = field(default_factory=list)
+    outbound: list[tuple] = field(default_factory=list)
     outbox: list[tuple] = field(default_factory=list)
     bounced: list[tuple] = field(default_factory=list)
 
@@ -75,6 +77,10 @@ BLOB_COLUMNS = ('sha256', 'size', 'data')
 ATTACHMENT_COLUMNS = ('interaction_id', 'position', 'filename', 'content_type', 'content_id', 'inline', 'size',
                       'sha256')
 AUDIT_COLUMNS = ('ticket_id', 'interaction_id', 'action', 'modifier', 'status_before', 'status_after', 'target')
+OUTBOUND_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'direction', 'type', 'status', 'subject',
+                    'subject_bare', 'from_name', 'from_email', 'to_addresses', 'cc_addresses', 'body_plain', 'body_html',
+                    'message_id', 'in_reply_to', 'refs', 'thread_rule', 'auto_submitted', 'num_attachments', 'note',
+                    'user_data')
 OUTBOX_COLUMNS = ('interaction_id', 'ticket_id', 'mailbox_id', 'mail_from', 'rcpt_to', 'data', 'kind', 'message_id')
 
 
@@ -189,12 +195,16 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     """Write a planned batch in foreign-key order. bulk=True uses COPY; bulk=False inserts row by row and
     raises DuplicateMessage when an interaction's Message-ID was stored meanwhile."""
     write = _copy_rows if bulk else _insert_rows
-    write(conn, 'raw_message', RAW_COLUMNS, rows.raw, RAW_TYPES)
+    if bulk:
+        _copy_rows(conn, 'raw_message', RAW_COLUMNS, rows.raw, RAW_TYPES)
+    else:
+        _insert_rows(conn, 'raw_message', RAW_COLUMNS, rows.raw)
     write(conn, 'ticket', TICKET_COLUMNS, rows.tickets)
     if bulk:
         _copy_rows(conn, 'interaction', INTERACTION_COLUMNS, rows.interactions)
     else:
         _insert_interactions(conn, rows.interactions)
+    write(conn, 'interaction', OUTBOUND_COLUMNS, rows.outbound)
     _insert_blobs(conn, list(rows.blobs.values()))
     write(conn, 'attachment', ATTACHMENT_COLUMNS, rows.attachments)
     write(conn, 'status_audit', AUDIT_COLUMNS, rows.audits)
@@ -202,7 +212,7 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     insert_quarantine(conn, rows.quarantine)
     write(conn, 'outbox', OUTBOX_COLUMNS, rows.outbox)
     if rows.outbox:
-        conn.execute('SELECT pg_notify(%s, %s)', (OUTBOX_CHANNEL, 'intake'))
+        notify_outbox(conn, 'intake')
     mark_bounced_replies(conn, rows.bounced)
 
 
@@ -228,8 +238,7 @@ def _insert_statement(table: str, columns: tuple, suffix: str = '') -> sql.Compo
         sql.SQL(', ').join(sql.Placeholder() * len(columns)), sql.SQL(suffix))
 
 
-def _insert_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple],
-                 binary_types: tuple[str, ...] | None = None) -> None:
+def _insert_rows(conn: psycopg.Connection, table: str, columns: tuple, rows: list[tuple]) -> None:
     if not rows:
         return
     with conn.cursor() as cur:
@@ -274,15 +283,74 @@ def _update_tickets(conn: psycopg.Connection, updates: dict[int, list]) -> None:
             [(n, att, reopen, reopen, customer, reopen, tid) for n, att, reopen, customer, tid in params])
 
 
-def outbound_interaction_row(interaction_id: int, ticket_id: int, mailbox: Mailbox, kind: str, composed, draft,
-                             rule: str) -> tuple:
-    """An automatic outbound message (an acknowledgement) as a row of INTERACTION_COLUMNS, status Unsent."""
-    return (interaction_id, ticket_id, mailbox.mailbox_id, 'outbound', kind, 'Unsent', None, composed.subject,
-            composed.subject_bare, mailbox.name, mailbox.address,
-            jsonb([{'name': p.name, 'email': p.email} for p in draft.to]),
-            jsonb([{'name': p.name, 'email': p.email} for p in draft.cc]), composed.final_plain, composed.final_html,
-            composed.message_id, [composed.in_reply_to] if composed.in_reply_to else [], list(composed.references),
-            rule, 'auto-replied', None, None, None, 0, [])
+# ----------------------------------------------------------------------------------- outbound and statuses
+
+def outbound_interaction_row(mailbox_id: int, kind: str, rule: str, draft, composed, auto_submitted: str | None = None,
+                             note: str | None = None, user_data: dict | None = None) -> tuple:
+    """A composed outbound message (an agent's reply, an acknowledgement) as a row of OUTBOUND_COLUMNS, Unsent."""
+    return (draft.interaction_id, draft.ticket_id, mailbox_id, 'outbound', kind, 'Unsent', composed.subject,
+            composed.subject_bare, draft.sender.name, draft.sender.email, jsonb(addresses_json(draft.to)),
+            jsonb(addresses_json(draft.cc)), composed.final_plain, composed.final_html, composed.message_id,
+            [composed.in_reply_to] if composed.in_reply_to else [], list(composed.references), rule, auto_submitted,
+            len(draft.attachments), note or None, jsonb(user_data or {}))
+
+
+def outbox_row(mailbox_id: int, kind: str, draft, composed) -> tuple:
+    """The outbox row (OUTBOX_COLUMNS) holding a composed message's exact bytes."""
+    return (draft.interaction_id, draft.ticket_id, mailbox_id, composed.mail_from, list(composed.recipients),
+            composed.data, kind, composed.message_id)
+
+
+def addresses_json(people) -> list[dict]:
+    return [{'name': p.name, 'email': p.email} for p in people]
+
+
+def insert_outbound(conn: psycopg.Connection, interaction: tuple, attachments, outbox: tuple) -> None:
+    """One outbound message: its interaction, its attachments (bytes stored once by sha256), its outbox row; the
+    delivery workers are woken."""
+    _insert_rows(conn, 'interaction', OUTBOUND_COLUMNS, [interaction])
+    interaction_id = interaction[0]
+    blobs, rows = [], []
+    for position, attachment in enumerate(attachments):
+        digest = hashlib.sha256(attachment.data).digest()
+        blobs.append((digest, len(attachment.data), attachment.data))
+        rows.append((interaction_id, position, attachment.filename, attachment.content_type, attachment.content_id,
+                     attachment.content_id is not None, len(attachment.data), digest))
+    _insert_blobs(conn, blobs)
+    _insert_rows(conn, 'attachment', ATTACHMENT_COLUMNS, rows)
+    _insert_rows(conn, 'outbox', OUTBOX_COLUMNS, [outbox])
+    notify_outbox(conn, str(interaction_id))
+
+
+def notify_outbox(conn: psycopg.Connection, payload: str) -> None:
+    conn.execute('SELECT pg_notify(%s, %s)', (OUTBOX_CHANNEL, payload))
+
+
+def add_audit(conn: psycopg.Connection, ticket_id: int, interaction_id: int | None, action: str, modifier: str,
+              before: str | None, after: str | None, target: str = 'ticket') -> None:
+    """One status change: of the ticket (target 'ticket') or of the interaction itself ('interaction')."""
+    conn.execute('INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, '
+                 'status_after, target) VALUES (%s, %s, %s, %s, %s, %s, %s)',
+                 (ticket_id, interaction_id, action, modifier, before, after, target))
+
+
+def change_interaction_status(conn: psycopg.Connection, ticket_id: int, interaction_id: int, status: str,
+                              action: str, modifier: str = 'postdesk') -> bool:
+    """Set an interaction's status, audited (a Sent one gets its sent date). False when it had that status."""
+    before = conn.execute('SELECT status FROM interaction WHERE interaction_id = %s FOR UPDATE',
+                          (interaction_id,)).fetchone()
+    if before is None or before[0] == status:
+        return False
+    conn.execute('UPDATE interaction SET status = %s, sent_date = CASE WHEN %s = %s THEN now() ELSE sent_date END '
+                 'WHERE interaction_id = %s', (status, status, 'Sent', interaction_id))
+    add_audit(conn, ticket_id, interaction_id, action, modifier, before[0], status, target='interaction')
+    return True
+
+
+def flag_ticket(conn: psycopg.Connection, ticket_id: int | None, reason: str) -> None:
+    """Mark a ticket for an agent's attention (a reply that could not be delivered)."""
+    if ticket_id is not None:
+        conn.execute('UPDATE ticket SET flagged = %s, last_changed = now() WHERE ticket_id = %s', (reason, ticket_id))
 
 
 def recent_acks(conn: psycopg.Connection, recipients: list[str]) -> dict[str, int]:
@@ -300,18 +368,13 @@ def mark_bounced_replies(conn: psycopg.Connection, bounced: list[tuple]) -> None
     """A delivery report about one of our own messages marks that outbound interaction Failed, audited, and
     flags its ticket so that an agent sees it. bounced: (mailbox_id, original Message-ID, report text)."""
     for mailbox_id, message_id, report in bounced:
-        row = conn.execute("SELECT interaction_id, ticket_id, status FROM interaction WHERE mailbox_id = %s "
-                           "AND message_id = %s AND direction = 'outbound' FOR UPDATE",
-                           (mailbox_id, message_id)).fetchone()
-        if row is None or row[2] == 'Failed':
+        found = conn.execute("SELECT interaction_id, ticket_id FROM interaction WHERE mailbox_id = %s "
+                             "AND message_id = %s AND direction = 'outbound'", (mailbox_id, message_id)).fetchone()
+        if found is None:
             continue
-        interaction_id, ticket_id, status = row
-        conn.execute("UPDATE interaction SET status = 'Failed' WHERE interaction_id = %s", (interaction_id,))
-        conn.execute('INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, '
-                     "status_after, target) VALUES (%s, %s, %s, 'postdesk', %s, 'Failed', 'interaction')",
-                     (ticket_id, interaction_id, 'Bounced: %s' % report, status))
-        conn.execute('UPDATE ticket SET flagged = %s, last_changed = now() WHERE ticket_id = %s',
-                     ('reply %d bounced: %s' % (interaction_id, report), ticket_id))
+        interaction_id, ticket_id = found
+        if change_interaction_status(conn, ticket_id, interaction_id, 'Failed', 'Bounced: %s' % report):
+            flag_ticket(conn, ticket_id, 'reply %d bounced: %s' % (interaction_id, report))
 
 
 def insert_quarantine(conn: psycopg.Connection, rows: list[tuple]) -> None:

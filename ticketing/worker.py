@@ -19,7 +19,7 @@ import psycopg
 
 from . import spool
 from .config import Config
-from .db import DatabaseUnavailable, connect, resolve_database_url
+from .db import DatabaseUnavailable, connect, first_line, resolve_database_url
 from .intake import QUARANTINED, Intake, Outcome
 from .sources import SourceMessage
 
@@ -117,7 +117,7 @@ def run_worker(config: Config, stop_event=None, drain_seconds: float = 30.0) -> 
         try:
             _serve_spool(config, stop)
         except (psycopg.OperationalError, DatabaseUnavailable) as exc:
-            log.warning('database unavailable (%s); retrying in %.0f s', str(exc).strip().splitlines()[0],
+            log.warning('database unavailable (%s); retrying in %.0f s', first_line(exc),
                         RETRY_SECONDS)
             time.sleep(RETRY_SECONDS)
         except Exception:                  # the spool is durable: log, pause, and take the rows again
