@@ -23,7 +23,8 @@ from email.utils import format_datetime
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outbound.compose import Party, Quoted, ReplyDraft, compose_reply  # noqa: E402
+from ingest.sanitize import html_to_text, sanitize_html, strip_tags  # noqa: E402
+from outbound.compose import HtmlPolicy, Party, Quoted, ReplyDraft, compose_reply  # noqa: E402
 
 _AGENT_PARAGRAPH = ('<p>Dear Larissa, thank you for your <b>order</b> #12345. We checked its status with our '
                     'warehouse: the parcel left on <i>Monday</i> and can be tracked '
@@ -47,7 +48,8 @@ def realistic_draft() -> ReplyDraft:
         to=(Party('Larissa Ostapenko', 'customer9@1to1service.com'),),
         message_id='postdesk.45553.45596.0f1e2d3c4b5a@helpdesk.example',
         ticket_reference='ticket-45553-0123456789abcdef0123456789abcdef@helpdesk.example',
-        date=datetime.datetime(2021, 11, 17, 11, 7, 25, tzinfo=datetime.timezone.utc), quoted=quoted)
+        date=datetime.datetime(2021, 11, 17, 11, 7, 25, tzinfo=datetime.timezone.utc), quoted=quoted,
+        html_policy=HtmlPolicy(sanitize=sanitize_html, to_text=html_to_text, strip_tags=strip_tags))
 
 
 def stdlib_message(draft: ReplyDraft, subject: str, plain: str, final_html: str) -> bytes:

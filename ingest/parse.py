@@ -22,7 +22,7 @@ from .charsets import clean_text
 from .headers import decode_unstructured, parse_addresses, parse_date, parse_message_id, parse_message_ids, raw_bytes, unfold
 from .model import Address, ParsedMail
 from .parts import DeclaredCharsets, WalkLimits, iter_parts, walk
-from .sanitize import html_to_text, nested_deeper_than, sanitize_html, strip_tags
+from .sanitize import MAX_HTML_DEPTH, html_to_text, sanitize_html, strip_tags
 from .structure import repair_header_folding
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -39,7 +39,7 @@ class ParseLimits:
     max_parts: int = 1000
     max_html_bytes: int = 4 * 1024 * 1024
     max_html_to_text_bytes: int = 1024 * 1024
-    max_html_depth: int = 1000
+    max_html_depth: int = MAX_HTML_DEPTH
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -180,10 +180,10 @@ def _clean_html(html: str, limits: ParseLimits, defects: list[str]) -> str | Non
     if len(html) > limits.max_html_bytes:
         defects.append('HTML body of %d characters cut to %d before sanitising' % (len(html), limits.max_html_bytes))
         html = html[:limits.max_html_bytes]
-    if nested_deeper_than(html, limits.max_html_depth):
+    cleaned = sanitize_html(html, max_depth=limits.max_html_depth)
+    if cleaned is None:
         defects.append('HTML body nested deeper than %d elements; dropped, its text kept' % limits.max_html_depth)
-        return None
-    return sanitize_html(html)
+    return cleaned
 
 
 def _text_from_html(html: str, limits: ParseLimits, defects: list[str]) -> str:

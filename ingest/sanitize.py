@@ -20,6 +20,7 @@ import re
 import html2text
 import nh3
 
+MAX_HTML_DEPTH = 1000      # deeper HTML is not sanitised: html5ever, under nh3, is quadratic in the depth
 _TAGS = {
     'a', 'abbr', 'address', 'article', 'aside', 'b', 'bdi', 'bdo', 'big', 'blockquote', 'br', 'caption', 'center',
     'cite', 'code', 'col', 'colgroup', 'dd', 'del', 'details', 'dfn', 'div', 'dl', 'dt', 'em', 'figcaption',
@@ -78,10 +79,12 @@ _CLEANER = _cleaner(allow_data_images=False)
 _CLEANER_WITH_DATA_IMAGES = _cleaner(allow_data_images=True)
 
 
-def sanitize_html(html: str, *, defer_images: bool = True) -> str:
+def sanitize_html(html: str, *, defer_images: bool = True, max_depth: int = MAX_HTML_DEPTH) -> str | None:
     """Clean untrusted HTML by the allowlist above and defer remote images to `data-src`. With
     `defer_images=False` remote `<img src>` stay as they are: an agent's own outgoing images must load for the
-    customer."""
+    customer. None for HTML nested deeper than `max_depth` elements, which cannot be cleaned in bounded time."""
+    if nested_deeper_than(html, max_depth):
+        return None
     cleaner = _CLEANER_WITH_DATA_IMAGES if _DATA_URL.search(html) else _CLEANER
     cleaned = cleaner.clean(html)
     return defer_remote_images(cleaned) if defer_images else cleaned

@@ -14,8 +14,9 @@ It follows:
     most significant bits of the thread's FILETIME, a GUID) that is the same for every reply on a ticket, and one
     5-byte child block for the reply's time.
 
-The agent's HTML is sanitised by the inbound allowlist (`ingest.sanitize`) with remote images kept, so that what
-the customer sees is what an inbound message may contain. Header values never carry CR or LF from the input.
+The HTML policy (how HTML is made safe, and read as plain text) is the caller's, given with the draft: postdesk
+passes the inbound allowlist, with the agent's own remote images kept, so that what the customer sees is what an
+inbound message may contain. Header values never carry CR or LF from the input.
 The MIME bytes are built here rather than through `email.message`, which is several times slower; the round trip
 through `ingest.parse_message` is what the tests hold them to.
 """
@@ -29,16 +30,14 @@ import html
 import re
 import secrets
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from email.utils import format_datetime
-
-from ingest.sanitize import html_to_text, nested_deeper_than, sanitize_html, strip_tags
 
 from .refs import SubjectRef, reply_subject, title_from_subject
 
 QUOTE_STYLE = 'border-left: 1px solid #cccccc; margin: 0pt 0pt 0pt 0.8ex; padding-left: 1ex;'
 MAX_REFERENCES = 10           # more are cut to the first 4 and the last 6
-MAX_HTML_DEPTH = 1000         # deeper HTML is not sanitised (quadratic in html5ever) but sent as its text
 HEADER_WIDTH = 78             # RFC 5322 2.1.1: SHOULD be no more than 78 characters, MUST be no more than 998
 _MAX_WORD = 900               # a header word longer than this cannot be folded under 998: it is encoded instead
 _MAX_ID = 250                 # longer message identifiers are not real and are not repeated
@@ -73,6 +72,16 @@ class InvalidAddress(ComposeError):
 
 class InvalidHeader(ComposeError):
     """An extra header whose name is not a field name, or is one that compose writes itself."""
+
+
+@dataclass(frozen=True)
+class HtmlPolicy:
+    """How untrusted HTML is made safe and read as text; outbound has no policy of its own.
+    `sanitize(html, defer_images=...)` gives clean HTML, or None for HTML it cannot clean in bounded time (which
+    is then sent as its text, `strip_tags(html)`); `to_text(html)` reads clean HTML as plain text."""
+    sanitize: Callable[..., str | None]
+    to_text: Callable[[str], str]
+    strip_tags: Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,7 @@ class ReplyDraft:
     attachments: tuple[OutgoingAttachment, ...] = ()
     extra_headers: tuple[tuple[str, str], ...] = ()
     thread_started: datetime.datetime | None = None
+    html_policy: HtmlPolicy = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -159,10 +169,11 @@ def compose_reply(draft: ReplyDraft) -> ComposedReply:
     ref = SubjectRef(draft.ticket_id, draft.interaction_id) if draft.add_subject_ref else None
     subject = reply_subject(clean_header_text(draft.subject), ref)
     subject_bare = title_from_subject(clean_header_text(draft.subject))
-    body = clean_agent_html(draft.body_html)
-    quote = render_quote(draft.quoted) if draft.quoted is not None else None
+    policy = draft.html_policy
+    body = clean_agent_html(draft.body_html, policy)
+    quote = render_quote(draft.quoted, policy) if draft.quoted is not None else None
     final_html = join_final_html(body, quote)
-    final_plain = join_final_plain(body, quote)
+    final_plain = join_final_plain(body, quote, policy)
     message_id = clean_message_id(draft.message_id)
     if message_id is None:
         raise ComposeError('the draft has no usable Message-ID: %r' % draft.message_id)
@@ -204,9 +215,9 @@ def own_message_ref(message_id: str | None) -> SubjectRef | None:
 
 # ------------------------------------------------------------------------------------ final HTML and text
 
-def clean_agent_html(body_html: str) -> str:
-    """The agent's HTML by the inbound allowlist, remote images kept."""
-    return clean_html(body_html or '', defer_images=False)
+def clean_agent_html(body_html: str, policy: HtmlPolicy) -> str:
+    """The agent's HTML by the caller's policy, remote images kept."""
+    return clean_html(body_html or '', policy, defer_images=False)
 
 
 _IMG_TAG = re.compile(r'<img\b[^>]*>', re.I)
@@ -218,7 +229,7 @@ def restore_deferred_images(stored_html: str) -> str:
     return _IMG_TAG.sub(lambda tag: tag.group(0).replace(' data-src="', ' src="'), stored_html)
 
 
-def render_quote(quoted: Quoted) -> RenderedQuote:
+def render_quote(quoted: Quoted, policy: HtmlPolicy) -> RenderedQuote:
     """The attribution and the quoted message, as HTML and as text. The message is its stored HTML sanitised
     again (and that HTML's text), or without HTML its text, escaped with line breaks kept."""
     name, email = clean_header_text(quoted.name), clean_header_text(quoted.email)
@@ -231,20 +242,20 @@ def render_quote(quoted: Quoted) -> RenderedQuote:
     if quoted.html and quoted.html.strip():
         # Stored HTML keeps remote images in data-src (not loaded); they are checked again like any src and stay
         # deferred, instead of being dropped as an attribute the allowlist does not know.
-        cleaned = clean_html(restore_deferred_images(quoted.html), defer_images=True)
+        cleaned = clean_html(restore_deferred_images(quoted.html), policy, defer_images=True)
         if cleaned.strip():
             return RenderedQuote(attribution_line(quoted.date, who_html), cleaned,
-                                 attribution_line(quoted.date, who_plain), html_to_text(cleaned))
+                                 attribution_line(quoted.date, who_plain), policy.to_text(cleaned))
     text = scrub_surrogates(quoted.text or '').replace('\r\n', '\n').replace('\r', '\n')
     return RenderedQuote(attribution_line(quoted.date, who_html), text_to_html(text),
                          attribution_line(quoted.date, who_plain), text)
 
 
-def clean_html(source: str, defer_images: bool) -> str:
+def clean_html(source: str, policy: HtmlPolicy, defer_images: bool) -> str:
+    """HTML cleaned by the policy; HTML the policy cannot clean is sent as its escaped text."""
     source = scrub_surrogates(source)
-    if nested_deeper_than(source, MAX_HTML_DEPTH):
-        return text_to_html(strip_tags(source))
-    return sanitize_html(source, defer_images=defer_images)
+    cleaned = policy.sanitize(source, defer_images=defer_images)
+    return text_to_html(policy.strip_tags(source)) if cleaned is None else cleaned
 
 
 def text_to_html(text: str) -> str:
@@ -262,11 +273,11 @@ def join_final_html(body: str, quote: RenderedQuote | None) -> str:
     return body + '\n' + block if body else block
 
 
-def join_final_plain(body: str, quote: RenderedQuote | None) -> str:
+def join_final_plain(body: str, quote: RenderedQuote | None, policy: HtmlPolicy) -> str:
     """The plain text of the final HTML: html2text's reading of the agent's part (nothing when it shows nothing:
     white space, `&nbsp;`), then the attribution line directly followed by the quoted lines, each starting `> `
     (`>` alone for an empty line)."""
-    body_text = html_to_text(body) if body else ''
+    body_text = policy.to_text(body) if body else ''
     if not body_text.strip():
         body_text = ''
     if quote is None:

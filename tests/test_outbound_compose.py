@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest import parse_message
-from ingest.sanitize import sanitize_html
-from outbound.compose import (ComposeError, InvalidAddress, InvalidHeader, OutgoingAttachment, Party, Quoted,
+from ingest.sanitize import html_to_text, sanitize_html, strip_tags
+from outbound.compose import (ComposeError, HtmlPolicy, InvalidAddress, InvalidHeader, OutgoingAttachment, Party, Quoted,
                               ReplyDraft, compose_reply, filetime, format_quote_date, is_own_message_id,
                               new_message_id, own_message_ref)
 from outbound.refs import SubjectRef
@@ -28,6 +28,7 @@ CDT = datetime.timezone(datetime.timedelta(hours=-5))
 QUESTION = ('I want to buy a HP laptop charger but I prefer paying after the item is delivered to me. '
             'Do you accept payment on delivery?')
 TICKET_REFERENCE = 'ticket-45553-0123456789abcdef0123456789abcdef@helpdesk.example'
+HTML_POLICY = HtmlPolicy(sanitize=sanitize_html, to_text=html_to_text, strip_tags=strip_tags)
 PNG = b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 4
 
 
@@ -46,7 +47,8 @@ def seed_draft(**changes) -> ReplyDraft:
                        to=(Party('Larissa Ostapenko', 'customer9@1to1service.com'),),
                        message_id='postdesk.45553.45596.0f1e2d3c4b5a@helpdesk.example',
                        ticket_reference=TICKET_REFERENCE,
-                       date=datetime.datetime(2021, 11, 17, 11, 7, 25, tzinfo=UTC), quoted=seed_question())
+                       date=datetime.datetime(2021, 11, 17, 11, 7, 25, tzinfo=UTC), quoted=seed_question(),
+                       html_policy=HTML_POLICY)
     return dataclasses.replace(draft, **changes)
 
 

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 
 import psycopg
 
-from outbound.compose import (ComposedReply, ComposeError, OutgoingAttachment, Party, Quoted, ReplyDraft, compose_reply,
-                              new_message_id)
+from ingest.sanitize import html_to_text, sanitize_html, strip_tags
+from outbound.compose import (ComposedReply, ComposeError, HtmlPolicy, OutgoingAttachment, Party, Quoted, ReplyDraft,
+                              compose_reply, new_message_id)
 
 from . import store
 from .threads import ticket_reference
 
 WAITING_FOR_CUSTOMER = 'Waiting for customer'
 AGENT_EMAIL, AUTO_ACK = 'Agent Email', 'Auto Acknowledgement'
+# Replies are cleaned by the inbound allowlist: what a customer receives is what an inbound message may contain.
+HTML_POLICY = HtmlPolicy(sanitize=sanitize_html, to_text=html_to_text, strip_tags=strip_tags)
 
 
 class ReplyError(Exception):
@@ -163,7 +166,8 @@ def draft_for(ticket: TicketForReply, question: Question | None, answer: Answer,
         ticket_reference=ticket_reference(ticket.ticket_id, ticket.thread_token, domain), date=now,
         cc=tuple(parties(answer.cc)), bcc=tuple(parties(answer.bcc)), quoted=quoted,
         add_subject_ref=answer.add_subject_ref_num and not answer.supress_subject_ref,
-        attachments=answer.attachments, extra_headers=extra_headers, thread_started=ticket.created_at)
+        attachments=answer.attachments, extra_headers=extra_headers, thread_started=ticket.created_at,
+        html_policy=HTML_POLICY)
 
 
 def recipients_or_customer(addresses: tuple[str, ...], ticket: TicketForReply) -> tuple[Party, ...]:
