@@ -26,6 +26,18 @@ CREATE TABLE IF NOT EXISTS mailbox (
 CREATE UNIQUE INDEX IF NOT EXISTS mailbox_address_key ON mailbox (lower(address));
 CREATE UNIQUE INDEX IF NOT EXISTS mailbox_single_default ON mailbox (is_default) WHERE is_default;
 
+-- Every change of the mailboxes bumps their version, so long-running workers know when to read them again.
+CREATE OR REPLACE FUNCTION postdesk_mailboxes_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO postdesk_meta (key, value) VALUES ('mailboxes_changed', clock_timestamp()::text)
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS mailbox_changed ON mailbox;
+CREATE TRIGGER mailbox_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mailbox
+    FOR EACH STATEMENT EXECUTE FUNCTION postdesk_mailboxes_changed();
+
 -- Customers, one per e-mail address compared case-insensitively.
 CREATE TABLE IF NOT EXISTS person (
     person_id    bigserial PRIMARY KEY,
@@ -112,6 +124,11 @@ CREATE INDEX IF NOT EXISTS raw_message_pending_idx ON raw_message (raw_id) WHERE
 -- trace_len: bytes of the Received: header postdesk added in front; a message's identity (the sha256 above, and
 -- the Message-ID derived from it when there is none) is taken from the bytes as the sender sent them.
 ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS trace_len integer NOT NULL DEFAULT 0;
+-- A pending row being worked on carries the backend pid of the intake worker's connection (a claim lasts as long
+-- as that connection); attempts counts the claims.
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS claimed_by integer;
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS raw_message_claimed_idx ON raw_message (claimed_by) WHERE state = 'pending';
 
 -- Every inbound and outbound message (iService interaction), in exactly one ticket.
 CREATE TABLE IF NOT EXISTS interaction (
@@ -228,6 +245,15 @@ ALTER TABLE outbox ADD COLUMN IF NOT EXISTS message_id text;
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS outbox_interaction_idx ON outbox (interaction_id);
 CREATE INDEX IF NOT EXISTS outbox_ack_recent_idx ON outbox (created_at) WHERE kind = 'ack';
+
+-- The status vocabulary of ticketing/statuses.py (a test keeps the two equal). Dropped and added again, so that an
+-- upgrade applies a changed list to an existing database.
+ALTER TABLE ticket DROP CONSTRAINT IF EXISTS ticket_status_known,
+    ADD CONSTRAINT ticket_status_known CHECK (status IN ('Open', 'Closed', 'Waiting for customer'));
+ALTER TABLE interaction DROP CONSTRAINT IF EXISTS interaction_status_known,
+    ADD CONSTRAINT interaction_status_known CHECK (status IN ('Received', 'Unsent', 'Sent', 'Failed'));
+ALTER TABLE status_audit DROP CONSTRAINT IF EXISTS status_audit_target_known,
+    ADD CONSTRAINT status_audit_target_known CHECK (target IN ('ticket', 'interaction'));
 
 -- lz4 for the large byte and text columns, where the server was built with it (measured: 2 to 4 times less CPU
 -- than the default pglz). A server without lz4 keeps pglz; nothing else depends on it.

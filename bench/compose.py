@@ -1,7 +1,7 @@
 """Benchmark: replies per second composed by `outbound.compose.compose_reply`, next to the standard library
 composing a bare multipart/alternative message of the same content (`email.message.EmailMessage`: set_content of
 the plain text, add_alternative of the HTML, From/To/Subject/Date/Message-ID, then bytes()), measured in the same
-run on one core, interleaved round by round, best round of each (issue: outbound compose; target ratio >= 0.5).
+run on one core, interleaved round by round, best round of each (target ratio >= 0.5).
 
 usage: python bench/compose.py [--count 500] [--rounds 7] [--max-seconds 60]
 

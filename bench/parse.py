@@ -1,5 +1,5 @@
 """Benchmark: messages per second through `ingest.parse_message`, next to the standard library's compat32
-parser alone on the same bytes, measured in the same run on one core (issue 2; target ratio >= 0.5).
+parser alone on the same bytes, measured in the same run on one core (target ratio >= 0.5).
 
 usage: python bench/parse.py [--count 2000] [--rounds 5] [--corpus DIR]
 

@@ -1,5 +1,5 @@
 """Benchmark: `postdesk replay` end to end into a fresh database, next to the standard library's compat32 parser
-alone on the same bytes, measured in the same run, plus the replay's peak memory (issue 3).
+alone on the same bytes, measured in the same run, plus the replay's peak memory.
 
 usage: python bench/replay.py [--count 2000] [--flat 20000] [--database-url URL]
 
@@ -30,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 GENERATOR = ROOT.parent / 'shared' / 'bench' / 'gen_corpus.py'
 sys.path.insert(0, str(ROOT))
 
-from ticketing.db import start_embedded  # noqa: E402
+from ticketing.store.db import start_embedded  # noqa: E402
 
 # Peak memory is VmHWM, the high-water mark of this process's own address space: ru_maxrss would also count
 # the parent's pages the child held between fork and exec.

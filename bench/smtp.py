@@ -1,5 +1,5 @@
 """Benchmark: `postdesk serve` accepting mail over SMTP on loopback, next to an aiosmtpd server whose handler
-answers 250 without storing anything, measured in the same run (issue 4; target >= 0.6 of the null rate).
+answers 250 without storing anything, measured in the same run (target >= 0.6 of the null rate).
 
 usage: python bench/smtp.py [--connections 8] [--count 3000] [--rounds 3] [--seconds 60] [--database-url URL]
 

@@ -40,7 +40,7 @@ QUOTE_STYLE = 'border-left: 1px solid #cccccc; margin: 0pt 0pt 0pt 0.8ex; paddin
 MAX_REFERENCES = 10           # more are cut to the first 4 and the last 6
 HEADER_WIDTH = 78             # RFC 5322 2.1.1: SHOULD be no more than 78 characters, MUST be no more than 998
 _MAX_WORD = 900               # a header word longer than this cannot be folded under 998: it is encoded instead
-_MAX_ID = 250                 # longer message identifiers are not real and are not repeated
+MAX_MESSAGE_ID = 250          # longer message identifiers are not real: not repeated here, stored by digest
 
 _UTC = datetime.timezone.utc
 _FILETIME_EPOCH = datetime.datetime(1601, 1, 1, tzinfo=_UTC)
@@ -322,7 +322,7 @@ def clean_message_id(message_id: str | None) -> str | None:
         return None
     text = ''.join(_CONTROL.sub('', message_id).split()).strip('<>')
     text = text.replace('<', '').replace('>', '')
-    if not text or not text.isascii() or len(text) > _MAX_ID:
+    if not text or not text.isascii() or len(text) > MAX_MESSAGE_ID:
         return None
     return text
 

@@ -7,7 +7,7 @@ sends one message per MAIL transaction. Its answer is a `DeliveryResult`:
   * `permanent`: never try again (5xx for the sender, every recipient or the data).
 Recipients refused temporarily while others were accepted are returned in `deferred`, so the caller can queue
 them again without sending the message twice to the others; those refused for good are in `refused`.
-No SQL here: the outbox and its rows are in `ticketing.delivery`.
+No SQL here: the outbox and its rows are in `ticketing`.
 """
 from __future__ import annotations
 
@@ -38,10 +38,6 @@ class DeliveryResult:
     reply: str
     refused: dict[str, str] = field(default_factory=dict)      # recipient -> reply, refused for good
     deferred: dict[str, str] = field(default_factory=dict)     # recipient -> reply, refused for now
-
-    @property
-    def retry_recipients(self) -> tuple[str, ...]:
-        return tuple(self.deferred)
 
 
 class RelayUnavailable(Exception):

@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ticketing.config import Config  # noqa: E402
-from ticketing.db import ensure_schema, start_embedded  # noqa: E402
+from ticketing.store.db import ensure_schema, start_embedded  # noqa: E402
 
 _counter = itertools.count()
 

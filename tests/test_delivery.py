@@ -1,4 +1,4 @@
-"""Delivering replies from the outbox to a real SMTP relay on loopback (issue 5): `postdesk deliver`, `outbox list`
+"""Delivering replies from the outbox to a real SMTP relay on loopback: `postdesk deliver`, `outbox list`
 and `outbox retry`, the customer's answer coming back onto the same ticket, a relay that is down, permanent and
 temporary refusals, and two delivery processes on one outbox.
 
@@ -24,7 +24,8 @@ from aiosmtpd.controller import Controller
 
 from conftest import postdesk_executable
 from mails import MAILBOX, make_message
-from ticketing.replies import Answer, send_reply
+from ticketing.model import Answer
+from ticketing.operations.replies import send_reply
 
 CUSTOMER = 'anna@customer.example'
 
@@ -444,7 +445,7 @@ def test_serve_delivers_the_outbox_when_a_relay_is_configured(run_postdesk, db_u
     assert any('delivering replies to 127.0.0.1:%d' % relay.port in line for line in server.lines)
 
 
-# ------------------------------------------------------------------------------------------ review findings
+# ----------------------------------------------------------------- threading back, relay refusals, giving up
 
 def test_customer_answer_with_only_the_fixed_ticket_reference_threads_back(run_postdesk, tmp_path, conn, relays):
     """Without the subject reference, the fixed per-ticket reference in References is what brings an answer
@@ -523,5 +524,5 @@ def test_a_reply_the_relay_never_takes_fails_after_max_age(run_postdesk, tmp_pat
 
 
 def test_retries_back_off_exponentially_up_to_the_maximum():
-    from ticketing.delivery import backoff_seconds
+    from ticketing.outbox.worker import backoff_seconds
     assert [backoff_seconds(n, 60, 3600) for n in (1, 2, 3, 4, 7, 20)] == [60, 120, 240, 480, 3600, 3600]

@@ -1,18 +1,23 @@
-"""Threading and storing inbound mail into tickets, against a real PostgreSQL (issue 3)."""
+"""Threading and storing inbound mail into tickets, against a real PostgreSQL."""
 from __future__ import annotations
 
 import pytest
 
 from mails import MAILBOX, make_bounce, make_message
-from ticketing import store
+from ticketing.formats.superoffice import ticket_entity as entity_json
 from ticketing.intake import Intake
-from ticketing.sources import SourceMessage
-from ticketing.tickets import ticket_entity
+from ticketing.model import SourceMessage
+from ticketing.store.mailboxes import add_mailbox
+from ticketing.store.tickets import ticket_record
+
+
+def ticket_entity(conn, ticket_id: int) -> dict:
+    return entity_json(ticket_record(conn, ticket_id))
 
 
 @pytest.fixture
 def mailbox(conn):
-    return store.add_mailbox(conn, MAILBOX, 'Support', 'Orders', 'High', 'reopen', True)
+    return add_mailbox(conn, MAILBOX, 'Support', 'Orders', 'High', 'reopen', True)
 
 
 def replay(conn, config, *raws, mailbox=None):
@@ -191,7 +196,7 @@ def test_follow_up_to_closed_ticket_reopens_it_with_audit(conn, config, mailbox)
 
 
 def test_follow_up_to_closed_ticket_opens_connected_ticket_when_mailbox_says_so(conn, config):
-    box = store.add_mailbox(conn, MAILBOX, 'Support', '', 'Medium', 'new-ticket', True)
+    box = add_mailbox(conn, MAILBOX, 'Support', '', 'Medium', 'new-ticket', True)
     [question] = replay(conn, config, make_message(), mailbox=box)
     close_ticket(conn, question.ticket.ticket_id)
     [reply] = replay(conn, config, make_message(message_id='<r@c.example>', in_reply_to='<q1@customer.example>'),
@@ -221,7 +226,7 @@ def test_bounce_to_closed_ticket_does_not_reopen_it(conn, config, mailbox):
 
 
 def test_same_message_id_in_another_mailbox_is_another_ticket(conn, config, mailbox):
-    other = store.add_mailbox(conn, 'sales@helpdesk.example', 'Sales', '', 'Medium', 'reopen', False)
+    other = add_mailbox(conn, 'sales@helpdesk.example', 'Sales', '', 'Medium', 'reopen', False)
     raw = make_message()
     [first] = replay(conn, config, raw)
     [second] = replay(conn, config, raw, mailbox=other)
@@ -245,17 +250,13 @@ def test_message_stored_meanwhile_by_another_writer_is_a_duplicate(conn, config,
 
     import psycopg
 
-    from ticketing.intake import _Planner
-
     raw = make_message()
     first = Intake(conn, config)
-    item = first.prepare(SourceMessage(raw, 'first.eml'))
     with psycopg.connect(db_url, autocommit=True) as other_conn:
         second = Intake(other_conn, config)
         result = {}
-        with conn.transaction():
-            plan = _Planner(conn, config, first.mailboxes).build([item])
-            store.write_rows(conn, plan.rows, bulk=True)
+        with conn.transaction():          # the first writer's batch is stored, not yet committed
+            first.store_batch([SourceMessage(raw, 'first.eml')])
             waiting = threading.Thread(target=lambda: result.update(o=second.store_batch(
                 [SourceMessage(raw, 'second.eml')])))
             waiting.start()

@@ -1,5 +1,5 @@
 """End to end with a real mail server: Postfix relays two test domains to `postdesk serve`, one over LMTP and one
-over SMTP, and keeps a message queued while postdesk answers 451 (issue 4).
+over SMTP, and keeps a message queued while postdesk answers 451.
 
 Postfix comes from Debian's packages and is installed here if missing (about 20 seconds); this test is skipped,
 with the reason, only where it cannot be installed or started (not root, no package source). Postfix runs from a

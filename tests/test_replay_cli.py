@@ -1,4 +1,4 @@
-"""`postdesk replay`, `ticket`, `mailbox`, `quarantine` and `initdb` as an operator runs them (issue 3)."""
+"""`postdesk replay`, `ticket`, `mailbox`, `quarantine` and `initdb` as an operator runs them."""
 from __future__ import annotations
 
 import json
@@ -149,7 +149,7 @@ def test_mbox_and_maildir_are_read_in_order_with_positions(run_postdesk, tmp_pat
 
 
 def test_mbox_from_lines_are_unescaped(conn, config, tmp_path):
-    from ticketing.sources import iter_mbox
+    from ticketing.intake.sources import iter_mbox
     write(tmp_path / 'box', b'From x Mon Nov 16 09:00:00 2026\nSubject: a\n\n>From here\n>>From there\n')
     [message] = list(iter_mbox(str(tmp_path / 'box')))
     assert message.raw == b'Subject: a\n\nFrom here\n>From there\n'

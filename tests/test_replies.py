@@ -1,4 +1,4 @@
-"""Agents' replies and automatic acknowledgements as an operator sees them (issue 5): `postdesk reply --json`
+"""Agents' replies and automatic acknowledgements as an operator sees them: `postdesk reply --json`
 (iService's sendleaveopen response), `ticket show`, the outbox rows they leave behind, and what a delivery report
 about one of our own replies does to its ticket.
 """
@@ -359,7 +359,7 @@ def test_delivery_report_about_our_reply_marks_it_failed_and_flags_the_ticket(ru
     assert [m['Type'] for m in entity['Messages']] == ['Customer Email', 'Agent Email', 'Bounce']
 
 
-# ------------------------------------------------------------------------------------------ review findings
+# -------------------------------------------------- delayed reports, answered tickets, failed acknowledgements
 
 def test_a_delayed_delivery_report_about_our_reply_changes_nothing(run_postdesk, tmp_path, conn):
     add_mailbox(run_postdesk)

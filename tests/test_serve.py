@@ -1,4 +1,4 @@
-"""`postdesk serve` on real sockets, against a real PostgreSQL (issue 4)."""
+"""`postdesk serve` on real sockets, against a real PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
@@ -429,7 +429,7 @@ def test_sigterm_with_an_idle_starttls_session_finishes_the_transaction_in_fligh
     '<a@b.example>\t\tSIZE=1 BODY=7BIT'])
 def test_fast_address_reading_agrees_with_aiosmtpd(argument):
     from aiosmtpd.smtp import SMTP
-    from ticketing.smtp import SmtpSession
+    from ticketing.mail.listener import SmtpSession
 
     class Handler:
         pass

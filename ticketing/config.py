@@ -45,7 +45,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 
-DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+from ingest.parse import MAX_MESSAGE_BYTES
 
 
 class ConfigError(ValueError):
@@ -62,7 +62,7 @@ def default_embedded_data() -> str:
 class Config:
     database_url: str | None = None
     embedded_data: str = field(default_factory=default_embedded_data)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     batch_size: int = 100
     ticket_url_template: str = 'http://localhost:8080/tickets/{ticket_id}'
     smtp_listen: str = '127.0.0.1:2525'
@@ -87,7 +87,6 @@ class Config:
     delivery_workers: int = 1
     ack_per_hour: int = 10
     timezone: str = 'UTC'
-    extra: dict = field(default_factory=dict)
 
     def ticket_url(self, ticket_id: int) -> str:
         return self.ticket_url_template.format(ticket_id=ticket_id)
@@ -151,10 +150,8 @@ def load_config(path: str | None = None, env: dict | None = None) -> Config:
     env = os.environ if env is None else env
     path = path or env.get('POSTDESK_CONFIG')
     values: dict = {}
-    extra: dict = {}
     if path:
         document = _read_toml(path)
-        extra = document
         for (section, key), name in _FILE_KEYS.items():
             if key in document.get(section, {}):
                 values[name] = document[section][key]
@@ -164,7 +161,7 @@ def load_config(path: str | None = None, env: dict | None = None) -> Config:
     relay = env.get('POSTDESK_SMTP_RELAY')
     if relay:
         values['relay_host'], values['relay_port'] = _host_port(relay)
-    return Config(**_typed(values), extra=extra)
+    return Config(**_typed(values))
 
 
 def _host_port(value: str) -> tuple[str, str]:

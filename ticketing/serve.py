@@ -1,4 +1,5 @@
-"""`postdesk serve`: SMTP and LMTP listeners on one asyncio loop, with intake and delivery workers beside them.
+"""`postdesk serve`, process supervision: SMTP and LMTP listeners on one asyncio loop, with intake and delivery
+worker processes beside them, each started again if it dies.
 
 Start: the schema is checked, intake worker processes start (they turn the spool into tickets), a delivery
 process starts when a relay is configured (it sends the outbox), the listeners bind and the log says where. SIGTERM or SIGINT: the listeners stop accepting, sessions in a transaction may
@@ -16,12 +17,13 @@ from dataclasses import dataclass, replace
 
 
 from .config import Config
-from .spool import SpoolUnavailable, SpoolWriter
-from .db import open_database, resolve_database_url
-from .smtp import (IntakeHandler, LmtpSession, Recipients, SmtpSession, default_hostname, drain, parse_listen,
-                   session_factory)
-from .delivery import run_delivery_process
-from .worker import run_worker
+from .mail.listener import (IntakeHandler, LmtpSession, Recipients, SmtpSession, default_hostname, drain,
+                            parse_listen, session_factory)
+from .mail.spool import SpoolWriter
+from .mail.worker import run_worker
+from .outbox.worker import run_delivery_process
+from .store.db import open_database, resolve_database_url
+from .store.spool import SpoolUnavailable
 
 log = logging.getLogger('postdesk.serve')
 

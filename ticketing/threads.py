@@ -1,6 +1,7 @@
-"""Threading: which ticket an inbound message belongs to, and the rule that decided (issue 3).
+"""Threading: which ticket an inbound message belongs to, and the rule that decided; and the identity a message is
+stored and deduplicated under (its Message-ID, or one derived from its bytes).
 
-In this order:
+Pure: what the database knows is passed in as lookups. In this order:
   1. `In-Reply-To`, then `References` right to left, against Message-IDs stored in the mailbox (ours included:
      every outbound reply is an interaction too, and its fixed per-ticket reference carries the ticket's secret
      thread token, so a header naming it is proof of a real reply) -> `in-reply-to` / `references`;
@@ -14,24 +15,21 @@ auto-replies and bounces never reopen anything.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingest import ParsedMail
+from outbound.compose import MAX_MESSAGE_ID
 from outbound.refs import find_ref
+
+from .model import TicketFacts
+from .statuses import ACTIVE, DELETED, ENDED_BASE_STATUSES
 
 IN_REPLY_TO, REFERENCES, BOUNCE, SUBJECT_REF, NEW = 'in-reply-to', 'references', 'bounce', 'subject-ref', 'new'
 _TICKET_REFERENCE = re.compile(r'^ticket-(\d{1,18})-([0-9a-f]{32})@', re.I)
-
-
-@dataclass(frozen=True)
-class TicketFacts:
-    ticket_id: int
-    mailbox_id: int
-    base_status: str
-    participants: frozenset[str]
-    thread_token: str
+DERIVED_ID_DOMAIN = 'sha256.postdesk.invalid'
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,34 @@ class Lookups:
     """What the database (and the messages earlier in the same batch) know, as functions."""
     ticket_of_message: Callable[[str], int | None]
     ticket: Callable[[int], TicketFacts | None]
+    is_agent: Callable[[str], bool] = lambda address: False
+
+
+def storage_message_id(parsed: ParsedMail, sha256: bytes) -> str:
+    """The Message-ID a message is stored and deduplicated under; one is derived from the bytes if absent."""
+    if parsed.message_id:
+        return normalize_message_id(parsed.message_id)
+    return '%s@%s' % (sha256.hex(), DERIVED_ID_DOMAIN)
+
+
+def is_derived_message_id(message_id: str) -> bool:
+    return message_id.endswith('@' + DERIVED_ID_DOMAIN)
+
+
+def normalize_message_id(message_id: str) -> str:
+    """A Message-ID as stored: longer ids are stored by their sha256, so the unique index never overflows."""
+    message_id = message_id.strip()
+    if len(message_id) <= MAX_MESSAGE_ID:
+        return message_id
+    return 'sha256:%s' % hashlib.sha256(message_id.encode('utf-8')).hexdigest()
+
+
+def participants_of(parsed: ParsedMail) -> frozenset[str]:
+    """The addresses a message makes participants of its ticket: its sender and its To and Cc (lower-cased)."""
+    found = {a.email.lower() for a in (*parsed.to, *parsed.cc) if a.email}
+    if parsed.from_ and parsed.from_.email:
+        found.add(parsed.from_.email.lower())
+    return frozenset(found)
 
 
 def ticket_reference(ticket_id: int, token: str, domain: str) -> str:
@@ -128,7 +154,7 @@ def _match_subject_ref(parsed: ParsedMail, mailbox_id: int, lookups: Lookups) ->
     if facts is None or facts.mailbox_id != mailbox_id:
         return ThreadDecision(NEW, None)          # a reference to a ticket that does not exist here
     sender = parsed.from_.email.lower() if parsed.from_ else ''
-    if sender and sender in facts.participants:
+    if sender and (sender in facts.participants or lookups.is_agent(sender)):
         return ThreadDecision(SUBJECT_REF, facts.ticket_id)
     return ThreadDecision(NEW, None, connect_id=facts.ticket_id)   # hijack guard: a stranger quoting a reference
 
@@ -137,9 +163,9 @@ def _follow_up(parsed: ParsedMail, matched: ThreadDecision, follow_up: str, look
     if matched.ticket_id is None:
         return matched
     facts = lookups.ticket(matched.ticket_id)
-    status = facts.base_status if facts else 'active'
-    if status not in ('closed', 'deleted') or is_automatic(parsed):
+    status = facts.base_status if facts else ACTIVE
+    if status not in ENDED_BASE_STATUSES or is_automatic(parsed):
         return matched
-    if status == 'deleted' or follow_up == 'new-ticket':
+    if status == DELETED or follow_up == 'new-ticket':
         return ThreadDecision(matched.rule, None, connect_id=matched.ticket_id)
     return ThreadDecision(matched.rule, matched.ticket_id, reopen=True)

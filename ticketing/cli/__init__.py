@@ -1,0 +1,47 @@
+"""The `postdesk` command line: the parser, assembled from one module per command family, and dispatch.
+
+Exit statuses are in `command.py`. Database errors are answered here: PostgreSQL out of reach is 75
+(EX_TEMPFAIL, run it again), a usage error or a bad configuration 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import mailboxes, outbox, parse, quarantine, replay, replies, serve, tickets
+from .command import EXIT_INCOMPLETE, EXIT_TEMPFAIL, EXIT_USAGE, UsageError
+
+FAMILIES = (parse, mailboxes, replay, tickets, serve, replies, outbox, quarantine)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, 'handler', None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO if getattr(args, 'verbose', False) else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    from ..config import ConfigError
+    from ..store.db import DatabaseUnavailable
+    try:
+        return args.handler(args)
+    except (UsageError, ConfigError) as exc:
+        sys.stderr.write('postdesk: %s\n' % exc)
+        return EXIT_USAGE
+    except DatabaseUnavailable as exc:
+        sys.stderr.write('postdesk: %s\n' % exc)
+        return EXIT_TEMPFAIL
+    except BrokenPipeError:
+        return EXIT_INCOMPLETE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='postdesk', description='Email ingestion and ticketing pipeline.')
+    parser.add_argument('--config', help='TOML configuration file (default: $POSTDESK_CONFIG)')
+    parser.add_argument('-v', '--verbose', action='store_true', help='log what happens')
+    commands = parser.add_subparsers(title='commands', metavar='COMMAND')
+    for family in FAMILIES:
+        family.add_parsers(commands)
+    return parser

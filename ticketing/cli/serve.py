@@ -1,0 +1,48 @@
+"""`postdesk serve`: SMTP and LMTP intake with its workers (see `ticketing.serve`)."""
+from __future__ import annotations
+
+import logging
+
+from .command import UsageError, config_of
+
+
+def add_parsers(commands) -> None:
+    serve = commands.add_parser('serve', help='SMTP and LMTP intake, with intake workers')
+    serve.add_argument('--smtp', metavar='HOST:PORT', help='SMTP listener ("off" for none; default from config)')
+    serve.add_argument('--lmtp', metavar='HOST:PORT|unix:PATH', help='LMTP listener ("off" for none)')
+    serve.add_argument('--workers', type=int, help='intake worker processes (default from config, 1)')
+    serve.set_defaults(handler=run_serve)
+
+
+def listen_option(value: str | None, default: str) -> str:
+    if value is None:
+        return default
+    return '' if value.lower() in ('', 'off', 'none') else value
+
+
+def run_serve(args) -> int:
+    from ..intake.memory import keep_large_blocks_out_of_the_heap
+    from ..mail.listener import ListenError, parse_listen
+    from ..serve import serve
+    config = config_of(args)
+    smtp = listen_option(args.smtp, config.smtp_listen)
+    lmtp = listen_option(args.lmtp, config.lmtp_listen)
+    for value in (smtp, lmtp):
+        if value:
+            try:
+                parse_listen(value)
+            except ListenError as exc:
+                raise UsageError(str(exc)) from exc
+    if not smtp and not lmtp:
+        raise UsageError('nothing to listen on: give --smtp and/or --lmtp')
+    log_for_a_server()
+    keep_large_blocks_out_of_the_heap()
+    return serve(config, smtp, lmtp, config.intake_workers if args.workers is None else args.workers)
+
+
+def log_for_a_server() -> None:
+    """One line per event with a timestamp; aiosmtpd's own per-command trace is left out."""
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger('mail.log').setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter('%(asctime)s %(name)s %(message)s'))

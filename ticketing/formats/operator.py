@@ -1,0 +1,27 @@
+"""The operator's JSON: mailboxes (`mailbox list --json`), quarantined messages (`quarantine list --json`) and
+outgoing messages (`outbox list --json`)."""
+from __future__ import annotations
+
+from ..model import HeldMessage, Mailbox, OutboxEntry
+from ..statuses import OUTBOX_QUEUED
+from .dates import iso
+
+
+def mailbox_json(mailbox: Mailbox) -> dict:
+    return {'MailboxId': mailbox.mailbox_id, 'Address': mailbox.address, 'Name': mailbox.name,
+            'Category': mailbox.category, 'Priority': mailbox.priority, 'FollowUp': mailbox.follow_up,
+            'IsDefault': mailbox.is_default, 'CatchAll': mailbox.catch_all,
+            'Acknowledges': mailbox.ack_template is not None}
+
+
+def held_json(held: HeldMessage) -> dict:
+    return {'QuarantineId': held.quarantine_id, 'CreatedAt': iso(held.created_at), 'Reason': held.reason,
+            'Source': held.source, 'Mailbox': held.mailbox_hint, 'Size': held.size, 'State': held.state}
+
+
+def outbox_json(entry: OutboxEntry) -> dict:
+    return {'OutboxId': entry.outbox_id, 'State': entry.state, 'Kind': entry.kind, 'TicketId': entry.ticket_id,
+            'InteractionId': entry.interaction_id, 'To': list(entry.rcpt_to), 'Subject': entry.subject,
+            'Attempts': entry.attempts, 'CreatedAt': iso(entry.created_at),
+            'NextAttemptAt': iso(entry.next_attempt_at) if entry.state == OUTBOX_QUEUED else None,
+            'SentAt': iso(entry.sent_at), 'LastError': entry.last_error, 'RelayReply': entry.relay_reply}

@@ -1,0 +1,282 @@
+"""The frozen dataclasses the ticketing package shares between its store, intake, workers, operations and formats.
+
+Names follow the seeds: SuperOffice's mailbox, TicketInfo and TicketEntity (002, 003), iService's interactions,
+questions, answers and status audit (000). No SQL and no behaviour beyond small derived values.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from outbound.compose import OutgoingAttachment
+
+# What became of one inbound message (the `Outcome` of `replay --json` and of CreateTicketFromMailData).
+NEW, FOLLOWUP, DUPLICATE, QUARANTINED = 'new', 'followup', 'duplicate', 'quarantined'
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """A mailbox mail is delivered to (SuperOffice MailboxId)."""
+    mailbox_id: int
+    address: str
+    name: str
+    category: str
+    priority: str
+    follow_up: str                 # reopen | new-ticket: what a reply to a closed ticket does
+    is_default: bool
+    catch_all: bool = False
+    ack_template: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketSummary:
+    """The TicketInfo fields of a ticket (SuperOffice CreateTicketFromMailData's response)."""
+    ticket_id: int
+    title: str
+    owner_name: str
+    category: str
+    priority: str
+    person_name: str | None
+    contact_name: str | None
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What threading needs to know of a ticket: where it is, whether it is open, who may continue it."""
+    ticket_id: int
+    mailbox_id: int
+    base_status: str
+    participants: frozenset[str]
+    thread_token: str
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    """A message's bytes and where they came from."""
+    raw: bytes
+    source: str          # the file, and `#N` (1-based) for the N-th message of an mbox; `smtp #N` for the spool
+    path: str = ''
+    envelope_from: str | None = None
+    envelope_to: tuple[str, ...] | None = None
+    peer: str | None = None
+    helo: str | None = None
+    raw_id: int | None = None       # set when the bytes are stored already (SMTP/LMTP spool)
+    mailbox: str | None = None      # the address it was delivered to (an envelope recipient), if known
+    trace_len: int = 0              # bytes of postdesk's own Received: header in front (not part of the identity)
+    sha256: bytes | None = None     # the digest of the bytes after trace_len, when the store computed it already
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message: SuperOffice's TicketInfo plus the interaction, outcome and thread rule."""
+    source: str
+    outcome: str
+    ticket: TicketSummary | None = None
+    interaction_id: int | None = None
+    rule: str | None = None
+    reason: str | None = None
+    message_id: str | None = None
+    mailbox: str | None = None
+    raw_id: int | None = None          # the spooled message it came from
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP/LMTP envelope of an accepted message."""
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    peer: str
+    helo: str
+    protocol: str                 # smtp or lmtp
+    trace_len: int = 0            # bytes of the Received: header postdesk put in front of the message
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A spooled message claimed by an intake worker."""
+    raw_id: int
+    data: bytes
+    sha256: bytes
+    envelope_from: str | None
+    envelope_to: tuple[str, ...]
+    peer: str | None
+    helo: str | None
+    source: str
+    received_at: datetime.datetime
+    trace_len: int = 0
+
+
+@dataclass(frozen=True)
+class TicketForReply:
+    """A ticket as a reply (or an acknowledgement) needs it."""
+    ticket_id: int
+    title: str
+    base_status: str
+    status: str
+    thread_token: str
+    created_at: datetime.datetime
+    mailbox_id: int
+    mailbox_address: str
+    mailbox_name: str
+    customer_email: str | None
+    customer_name: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """The interaction being answered, as the reply quotes it."""
+    interaction_id: int
+    subject: str
+    subject_bare: str
+    type: str
+    status: str
+    date: datetime.datetime
+    from_name: str
+    from_email: str
+    body_html: str | None
+    body_plain: str
+    message_id: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """iService's `answer` object (seed 000), as much of it as a mail pipeline uses."""
+    ticket_id: int
+    body_html: str
+    leave_open: bool = False
+    expect_reply: bool = False
+    add_subject_ref_num: bool = True
+    supress_subject_ref: bool = False
+    dest_email: tuple[str, ...] = ()          # To; default: the ticket's customer
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    attachments: tuple[OutgoingAttachment, ...] = ()
+    note: str = ''
+    agent: str = 'postdesk'                   # who sends it (agent login or name), for the audit
+    in_response_to: int | None = None         # the interaction answered; default: the latest customer message
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One status change (iService's statusAudit entry)."""
+    at: datetime.datetime
+    action: str
+    modifier: str
+    status_before: str | None
+    status_after: str | None
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """An attachment as listed with its message (no bytes)."""
+    filename: str
+    content_type: str
+    size: int
+    content_id: str | None
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """An outbound reply just written: its interaction, when, its status and its private note."""
+    interaction_id: int
+    created_at: datetime.datetime
+    status: str
+    note: str
+    attachments: tuple[AttachmentInfo, ...]
+    audit: tuple[AuditEntry, ...]
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    """A ticket's message as TicketEntity lists it."""
+    interaction_id: int
+    created_at: datetime.datetime
+    from_name: str
+    from_email: str
+    subject: str
+    message_id: str
+    type: str
+    thread_rule: str
+    num_attachments: int
+    direction: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    """A ticket with the fields of SuperOffice's TicketEntity that mean something for mail."""
+    ticket_id: int
+    title: str
+    created_at: datetime.datetime
+    last_changed: datetime.datetime
+    base_status: str
+    status: str
+    category: str
+    priority: str
+    owner_id: int | None
+    owner_name: str | None
+    person_id: int | None
+    person_name: str | None
+    person_email: str | None
+    from_address: str | None
+    connect_id: int | None
+    num_messages: int
+    num_replies: int
+    has_attachment: bool
+    tags: tuple[str, ...]
+    replied_at: datetime.datetime | None
+    closed_at: datetime.datetime | None
+    mailbox_id: int
+    mailbox_address: str
+    custom_fields: dict
+    flagged: str | None
+    queue_id: int | None
+    workbin_id: int | None
+    messages: tuple[MessageSummary, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """A quarantined message (without its bytes)."""
+    quarantine_id: int
+    created_at: datetime.datetime
+    reason: str
+    source: str
+    mailbox_hint: str | None
+    size: int
+    state: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An outgoing message as an operator sees it (`postdesk outbox list`)."""
+    outbox_id: int
+    state: str
+    kind: str
+    ticket_id: int | None
+    interaction_id: int | None
+    rcpt_to: tuple[str, ...]
+    subject: str
+    attempts: int
+    created_at: datetime.datetime
+    next_attempt_at: datetime.datetime
+    sent_at: datetime.datetime | None
+    last_error: str | None
+    relay_reply: str | None
+
+
+@dataclass(frozen=True)
+class DueMessage:
+    """An outbox row claimed by a delivery worker: what to send, and how long it has been trying."""
+    outbox_id: int
+    interaction_id: int | None
+    ticket_id: int | None
+    mailbox_id: int
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    data: bytes
+    attempts: int
+    age: float
+    kind: str
+    message_id: str | None

@@ -1,0 +1,80 @@
+"""An agent answers a ticket: iService's sendleaveopen and its send-and-close sibling (seed 000), in one
+transaction.
+
+A reply answers the ticket's latest customer message (or the interaction named). It is composed by
+`outbound.compose` from a draft (`ticketing.drafts`) and written whole: the outbound interaction (`Agent Email`,
+status `Unsent`), its attachments, the outbox row holding the exact MIME bytes, the status audit, and the
+ticket's new state (closed, left open, or waiting for the customer with `expectReply`). Delivery later marks it
+`Sent` or `Failed`. The result is iService's response object (`ticketing.formats.iservice`).
+"""
+from __future__ import annotations
+
+from outbound.compose import ComposeError, compose_reply
+
+from ..drafts import ReplyError, display_zone, draft_for
+from ..model import Answer, AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply
+from ..statuses import (AGENT_EMAIL, DELETED, INTERACTION_TARGET, TICKET_TARGET, interaction_transition,
+                        reply_transition)
+from ..store import interactions, tickets
+from ..store.db import Connection
+from ..store.outbox import REPLY_KIND
+from ..store.rows import outbound_row, outbox_row
+from ..formats.iservice import ReplyReport, response_object
+
+
+def send_reply(conn: Connection, answer: Answer, timezone: str = 'UTC') -> dict:
+    """Compose the reply and queue it, all in one transaction; iService's response object. Raises ReplyError
+    (and changes nothing) when the reply cannot be made."""
+    with conn.transaction():
+        ticket = lock_ticket(conn, answer.ticket_id)
+        question = find_question(conn, ticket.ticket_id, answer.in_response_to)
+        interaction_id = interactions.next_interaction_id(conn)
+        draft = draft_for(ticket, question, answer, interaction_id, display_zone(timezone))
+        try:
+            composed = compose_reply(draft)
+        except ComposeError as exc:
+            raise ReplyError(str(exc)) from exc
+        reply = store_reply(conn, ticket, question, draft, composed, answer)
+        question_audit = interactions.audit_entries(conn, ticket.ticket_id,
+                                                    question.interaction_id if question else None, TICKET_TARGET)
+        return response_object(ReplyReport(ticket, question, composed, reply, question_audit))
+
+
+def lock_ticket(conn: Connection, ticket_id: int) -> TicketForReply:
+    ticket = tickets.lock_ticket_for_reply(conn, ticket_id)
+    if ticket is None:
+        raise ReplyError('no ticket %d' % ticket_id)
+    if ticket.base_status == DELETED:
+        raise ReplyError('ticket %d is deleted' % ticket_id)
+    return ticket
+
+
+def find_question(conn: Connection, ticket_id: int, interaction_id: int | None) -> Question | None:
+    """The interaction answered: the one named, else the latest customer message, else the latest inbound one."""
+    question = interactions.find_question(conn, ticket_id, interaction_id)
+    if question is None and interaction_id is not None:
+        raise ReplyError('interaction %d is not on ticket %d' % (interaction_id, ticket_id))
+    return question
+
+
+def store_reply(conn: Connection, ticket: TicketForReply, question: Question | None, draft, composed,
+                answer: Answer) -> StoredReply:
+    """The outbound interaction, its attachments, the outbox row, its `Unsent` audit entry, and the ticket's new
+    state with its audit entry."""
+    queued = interaction_transition('queue')
+    user_data = {'leaveOpen': answer.leave_open, 'expectReply': answer.expect_reply,
+                 'inResponseToID': question.interaction_id if question else None}
+    created_at = interactions.insert_outbound(
+        conn, outbound_row(ticket.mailbox_id, AGENT_EMAIL, REPLY_KIND, draft, composed, queued.after,
+                           note=answer.note, user_data=user_data),
+        draft.attachments, outbox_row(ticket.mailbox_id, REPLY_KIND, draft, composed))
+    interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, queued.action, answer.agent, None,
+                           queued.after, target=INTERACTION_TARGET)
+    change = reply_transition(answer.leave_open, answer.expect_reply)
+    tickets.record_reply(conn, ticket.ticket_id, change)
+    interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, change.action, answer.agent, ticket.status,
+                           change.after)
+    attachments = tuple(AttachmentInfo(a.filename, a.content_type, len(a.data), a.content_id)
+                        for a in draft.attachments)
+    audit = (AuditEntry(created_at, queued.action, answer.agent, None, queued.after),)   # at: the transaction's now()
+    return StoredReply(draft.interaction_id, created_at, queued.after, answer.note or '', attachments, audit)

@@ -1,0 +1,110 @@
+"""The status vocabulary and the allowed transitions, each with the action its audit entry records.
+
+Tickets have a base status (SuperOffice's BaseStatus, seed 002: active, closed, postponed, deleted) and a status
+shown to agents (Open, Closed, Waiting for customer). Interactions (iService, seed 000) are Received when a
+customer's message came in; an outbound one is Unsent until the relay takes it (Sent) or delivery fails for
+good (Failed), and a failed one can be queued again. The spool, outbox and quarantine rows have states of their
+own. `schema.sql` holds the same values in CHECK constraints; a test keeps the two equal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Ticket base status (stored) and the names TicketEntity shows for them.
+ACTIVE, CLOSED_BASE, POSTPONED, DELETED = 'active', 'closed', 'postponed', 'deleted'
+BASE_STATUSES = (ACTIVE, CLOSED_BASE, POSTPONED, DELETED)
+BASE_STATUS_NAMES = {ACTIVE: 'Active', CLOSED_BASE: 'Closed', POSTPONED: 'Postponed', DELETED: 'Deleted'}
+ENDED_BASE_STATUSES = frozenset({CLOSED_BASE, DELETED})
+
+# Ticket status as agents see it.
+OPEN, CLOSED, WAITING_FOR_CUSTOMER = 'Open', 'Closed', 'Waiting for customer'
+TICKET_STATUSES = (OPEN, CLOSED, WAITING_FOR_CUSTOMER)
+
+# Interaction status.
+RECEIVED, UNSENT, SENT, FAILED = 'Received', 'Unsent', 'Sent', 'Failed'
+INTERACTION_STATUSES = (RECEIVED, UNSENT, SENT, FAILED)
+
+# Interaction types (the Type of a ticket's message).
+CUSTOMER_EMAIL, AUTO_REPLY, BOUNCE_REPORT = 'Customer Email', 'Auto Reply', 'Bounce'
+AGENT_EMAIL, AUTO_ACK = 'Agent Email', 'Auto Acknowledgement'
+
+# Rows of the spool (raw_message), the outbox and the quarantine.
+SPOOL_PENDING, SPOOL_DONE, SPOOL_QUARANTINED = 'pending', 'done', 'quarantined'
+SPOOL_STATES = (SPOOL_PENDING, SPOOL_DONE, SPOOL_QUARANTINED)
+OUTBOX_QUEUED, OUTBOX_SENT, OUTBOX_FAILED = 'queued', 'sent', 'failed'
+OUTBOX_STATES = (OUTBOX_QUEUED, OUTBOX_SENT, OUTBOX_FAILED)
+HELD, RELEASED = 'held', 'released'
+QUARANTINE_STATES = (HELD, RELEASED)
+
+# Audit targets: a change of the ticket's status, or of the interaction's own.
+TICKET_TARGET, INTERACTION_TARGET = 'ticket', 'interaction'
+SYSTEM_MODIFIER = 'postdesk'
+
+
+class TransitionError(ValueError):
+    """A status change the transition table does not allow from the current status."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One allowed change: from any of `before` (None: a row being created; empty: from any status) to `after`
+    (with the ticket base status `base`, for ticket transitions), audited as `action`."""
+    name: str
+    before: frozenset[str | None]
+    after: str
+    action: str
+    base: str | None = None
+
+    def allows(self, status: str | None) -> bool:
+        return not self.before or status in self.before
+
+    def audit_action(self, detail: str | None = None) -> str:
+        return '%s: %s' % (self.action, detail) if detail else self.action
+
+
+def _table(*transitions: Transition) -> dict[str, Transition]:
+    return {t.name: t for t in transitions}
+
+
+TICKET_TRANSITIONS = _table(
+    Transition('create', frozenset({None}), OPEN, 'Created from email', ACTIVE),
+    Transition('reopen', frozenset({CLOSED, OPEN, WAITING_FOR_CUSTOMER}), OPEN, 'Reopened by customer email', ACTIVE),
+    Transition('customer_answered', frozenset({WAITING_FOR_CUSTOMER}), OPEN, 'Customer answered', ACTIVE),
+    Transition('send_and_close', frozenset(), CLOSED, 'Sent and closed', CLOSED_BASE),
+    Transition('send_leave_open', frozenset(), OPEN, 'Sent and left open', ACTIVE),
+    Transition('send_expect_reply', frozenset(), WAITING_FOR_CUSTOMER, 'Sent, left open, expecting a reply', ACTIVE),
+)
+
+INTERACTION_TRANSITIONS = _table(
+    Transition('queue', frozenset({None}), UNSENT, 'Queued for delivery'),
+    Transition('deliver', frozenset({UNSENT, FAILED}), SENT, 'Delivered to the relay'),
+    Transition('fail', frozenset({UNSENT}), FAILED, 'Delivery failed'),
+    Transition('bounce', frozenset({UNSENT, SENT}), FAILED, 'Bounced'),
+    Transition('retry', frozenset({FAILED}), UNSENT, 'Delivery retried'),
+)
+
+
+def ticket_transition(name: str) -> Transition:
+    return TICKET_TRANSITIONS[name]
+
+
+def interaction_transition(name: str) -> Transition:
+    return INTERACTION_TRANSITIONS[name]
+
+
+def require(transition: Transition, status: str | None) -> Transition:
+    """The transition, when the table allows it from `status`; else TransitionError."""
+    if not transition.allows(status):
+        raise TransitionError('%s is not allowed from %s' % (transition.name, status or 'nothing'))
+    return transition
+
+
+def reply_transition(leave_open: bool, expect_reply: bool) -> Transition:
+    """What answering a ticket does to it: waiting for the customer is an open state, whatever leave_open says."""
+    if expect_reply:
+        return TICKET_TRANSITIONS['send_expect_reply']
+    return TICKET_TRANSITIONS['send_leave_open' if leave_open else 'send_and_close']
+
+
+def base_status_name(base_status: str) -> str:
+    return BASE_STATUS_NAMES.get(base_status, base_status)

@@ -1,0 +1,159 @@
+"""A batch of inbound messages: what it needs to know (known Message-IDs, tickets and their participants, persons,
+stored blobs, ids taken in advance) and writing the planned rows (SuperOffice's CreateTicketFromMailData, seed
+003, done in bulk).
+
+A batch is written with COPY into rows whose ids were taken from the sequences beforehand, so a hundred messages
+cost a dozen statements. `write_rows(..., bulk=False)` inserts row by row with ON CONFLICT DO NOTHING instead:
+a message stored meanwhile by another writer then raises DuplicateMessage rather than failing the transaction.
+"""
+from __future__ import annotations
+
+import psycopg
+
+from ..model import TicketFacts, TicketSummary
+from ..statuses import OPEN, SYSTEM_MODIFIER, WAITING_FOR_CUSTOMER, ticket_transition
+from . import events, spool
+from .interactions import mark_bounced_replies
+from .quarantine import insert_quarantine
+from .rows import (RAW_TYPES, AttachmentRow, AuditRow, InteractionRow, OutboundRow, OutboxRow, RawRow, Rows,
+                   TicketRow, TicketUpdate)
+from .writes import DuplicateMessage, copy_rows, insert_blobs, insert_interactions, insert_rows
+
+
+# ---------------------------------------------------------------------------------------- batch knowledge
+
+def known_messages(conn: psycopg.Connection, mailbox_id: int, message_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """message_id -> (ticket_id, interaction_id) for the ids already stored in the mailbox."""
+    if not message_ids:
+        return {}
+    rows = conn.execute('SELECT message_id, ticket_id, interaction_id FROM interaction '
+                        'WHERE mailbox_id = %s AND message_id = ANY(%s)', (mailbox_id, message_ids)).fetchall()
+    return {mid: (ticket_id, interaction_id) for mid, ticket_id, interaction_id in rows}
+
+
+def ticket_facts(conn: psycopg.Connection, ticket_ids: list[int]) -> tuple[dict[int, TicketFacts],
+                                                                          dict[int, TicketSummary]]:
+    """Status, mailbox, thread token and participants (for the hijack guard) of tickets, and their TicketInfo."""
+    if not ticket_ids:
+        return {}, {}
+    rows = conn.execute(
+        'SELECT t.ticket_id, t.mailbox_id, t.base_status, t.thread_token, t.title, '
+        "       coalesce(a.full_name, ''), t.category, t.priority, "
+        "       nullif(coalesce(nullif(p.full_name, ''), p.email), ''), p.contact_name "
+        'FROM ticket t LEFT JOIN person p USING (person_id) LEFT JOIN agent a ON a.agent_id = t.owned_by '
+        'WHERE t.ticket_id = ANY(%s)', (ticket_ids,)).fetchall()
+    participants = ticket_participants(conn, [r[0] for r in rows])
+    facts, summaries = {}, {}
+    for tid, mailbox_id, status, token, title, owner, category, priority, person, contact in rows:
+        facts[tid] = TicketFacts(tid, mailbox_id, status, frozenset(participants.get(tid, ())), token)
+        summaries[tid] = TicketSummary(tid, title, owner, category, priority, person, contact)
+    return facts, summaries
+
+
+def ticket_participants(conn: psycopg.Connection, ticket_ids: list[int]) -> dict[int, set[str]]:
+    """Everyone who may continue a ticket by subject reference alone, besides the agents: its customer and every
+    address that wrote to it or was written to on it (lower-cased)."""
+    if not ticket_ids:
+        return {}
+    rows = conn.execute(
+        'SELECT t.ticket_id, lower(p.email) FROM ticket t JOIN person p USING (person_id) '
+        'WHERE t.ticket_id = ANY(%(ids)s) '
+        'UNION SELECT ticket_id, lower(from_email) FROM interaction '
+        "      WHERE ticket_id = ANY(%(ids)s) AND from_email <> '' "
+        "UNION SELECT i.ticket_id, lower(addr->>'email') "
+        '      FROM interaction i, jsonb_array_elements(i.to_addresses || i.cc_addresses) AS addr '
+        '      WHERE i.ticket_id = ANY(%(ids)s)', {'ids': ticket_ids}).fetchall()
+    found: dict[int, set[str]] = {}
+    for tid, address in rows:
+        if address:
+            found.setdefault(tid, set()).add(address)
+    return found
+
+
+def upsert_persons(conn: psycopg.Connection, people: dict[str, str]) -> dict[str, int]:
+    """lower(email) -> person_id, creating the persons that do not exist yet (people: lower email -> name)."""
+    if not people:
+        return {}
+    emails = sorted(people)          # one lock order for every writer: concurrent batches do not deadlock
+    conn.execute('INSERT INTO person (email, full_name) SELECT e, n FROM unnest(%s::text[], %s::text[]) AS u(e, n) '
+                 'ON CONFLICT (lower(email)) DO NOTHING', (emails, [people[e] for e in emails]))
+    rows = conn.execute('SELECT lower(email), person_id FROM person WHERE lower(email) = ANY(%s)', (emails,))
+    return dict(rows.fetchall())
+
+
+def existing_blobs(conn: psycopg.Connection, digests: list[bytes]) -> set[bytes]:
+    if not digests:
+        return set()
+    rows = conn.execute('SELECT sha256 FROM blob WHERE sha256 = ANY(%s)', (digests,)).fetchall()
+    return {bytes(r[0]) for r in rows}
+
+
+def allocate_ids(conn: psycopg.Connection, table: str, column: str, count: int) -> list[int]:
+    """Take `count` ids from a serial column's sequence, so rows can be written by COPY with their ids known."""
+    if count == 0:
+        return []
+    rows = conn.execute('SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)',
+                        (table, column, count)).fetchall()
+    return [r[0] for r in rows]
+
+
+# -------------------------------------------------------------------------------------------------- writing
+
+def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
+    """Write a planned batch in foreign-key order. bulk=True uses COPY; bulk=False inserts row by row and
+    raises DuplicateMessage when an interaction's Message-ID was stored meanwhile."""
+    write = copy_rows if bulk else insert_rows
+    if bulk:
+        copy_rows(conn, 'raw_message', RawRow, rows.raw, RAW_TYPES)
+    else:
+        insert_rows(conn, 'raw_message', RawRow, rows.raw)
+    write(conn, 'ticket', TicketRow, rows.tickets)
+    if bulk:
+        copy_rows(conn, 'interaction', InteractionRow, rows.interactions)
+    else:
+        insert_interactions(conn, rows.interactions)
+    write(conn, 'interaction', OutboundRow, rows.outbound)
+    insert_blobs(conn, list(rows.blobs.values()))
+    write(conn, 'attachment', AttachmentRow, rows.attachments)
+    write(conn, 'status_audit', AuditRow, rows.audits)
+    update_tickets(conn, rows.ticket_updates)
+    insert_quarantine(conn, rows.quarantine)
+    write(conn, 'outbox', OutboxRow, rows.outbox)
+    if rows.outbox:
+        events.notify(conn, events.OUTBOX_CHANNEL, 'intake')
+    mark_bounced_replies(conn, rows.bounced)
+    spool.mark(conn, rows.spool_states)
+
+
+def update_tickets(conn: psycopg.Connection, updates: dict[int, TicketUpdate]) -> None:
+    """Follow-ups on tickets that existed before the batch: counters, attachment flag, reopening, and a ticket
+    waiting for its customer that the customer answered is Open again (audited)."""
+    if not updates:
+        return
+    ordered = sorted(updates.items())           # one lock order for every writer
+    answered = [(tid, u.answered_by) for tid, u in ordered if u.answered_by is not None and not u.reopen]
+    with conn.cursor() as cur:
+        if answered:
+            audit_customer_answers(cur, answered)
+        reopened = ticket_transition('reopen')
+        cur.executemany(
+            'UPDATE ticket SET num_messages = num_messages + %(messages)s, '
+            '  has_attachment = has_attachment OR %(attachment)s, last_changed = now(), '
+            '  base_status = CASE WHEN %(reopen)s THEN %(base)s ELSE base_status END, '
+            '  status = CASE WHEN %(reopen)s OR (%(answered)s AND status = %(waiting)s) THEN %(open)s '
+            '           ELSE status END, '
+            '  closed_at = CASE WHEN %(reopen)s THEN NULL ELSE closed_at END WHERE ticket_id = %(ticket)s',
+            [{'messages': u.messages, 'attachment': u.has_attachment, 'reopen': u.reopen, 'base': reopened.base,
+              'answered': u.answered_by is not None, 'waiting': WAITING_FOR_CUSTOMER, 'open': OPEN, 'ticket': tid}
+             for tid, u in ordered])
+
+
+def audit_customer_answers(cur: psycopg.Cursor, answered: list[tuple[int, int]]) -> None:
+    transition = ticket_transition('customer_answered')
+    cur.execute(
+        'INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, status_after) '
+        'SELECT t.ticket_id, a.interaction_id, %s, %s, t.status, %s '
+        'FROM ticket t JOIN unnest(%s::bigint[], %s::bigint[]) AS a (ticket_id, interaction_id) '
+        '  USING (ticket_id) WHERE t.status = %s',
+        (transition.action, SYSTEM_MODIFIER, transition.after, [a[0] for a in answered], [a[1] for a in answered],
+         WAITING_FOR_CUSTOMER))

@@ -1,0 +1,59 @@
+"""Writing typed rows (see rows.py): COPY in text or binary format, INSERT statements built from a row type's
+fields, and attachment bytes stored once by sha256.
+"""
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from .rows import InteractionRow, columns
+
+
+class DuplicateMessage(Exception):
+    """The interaction was stored meanwhile by another writer (a concurrent replay or intake worker)."""
+
+
+def copy_rows(conn: psycopg.Connection, table: str, row_type: type, rows: list[tuple],
+              binary_types: tuple[str, ...] | None = None) -> None:
+    """COPY rows in; with binary_types, in PostgreSQL's binary format (bytes cross as they are, not as hex)."""
+    if not rows:
+        return
+    statement = sql.SQL('COPY {} ({}) FROM STDIN{}').format(
+        sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, columns(row_type))),
+        sql.SQL(' (FORMAT BINARY)' if binary_types else ''))
+    with conn.cursor() as cur:
+        with cur.copy(statement) as copy:
+            if binary_types:
+                copy.set_types(list(binary_types))
+            for row in rows:
+                copy.write_row(row)
+
+
+def insert_statement(table: str, row_type: type, suffix: str = '') -> sql.Composed:
+    names = columns(row_type)
+    return sql.SQL('INSERT INTO {} ({}) VALUES ({}){}').format(
+        sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, names)),
+        sql.SQL(', ').join(sql.Placeholder() * len(names)), sql.SQL(suffix))
+
+
+def insert_rows(conn: psycopg.Connection, table: str, row_type: type, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(insert_statement(table, row_type), rows)
+
+
+def insert_interactions(conn: psycopg.Connection, rows: list[InteractionRow]) -> None:
+    statement = insert_statement('interaction', InteractionRow,
+                                 ' ON CONFLICT (mailbox_id, message_id) DO NOTHING RETURNING interaction_id')
+    for row in rows:
+        if conn.execute(statement, row).fetchone() is None:
+            raise DuplicateMessage(row.message_id)
+
+
+def insert_blobs(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    rows = sorted(rows)               # one lock order for every writer
+    with conn.cursor() as cur:        # %b: attachment bytes in binary, not hex
+        cur.executemany('INSERT INTO blob (sha256, size, data) VALUES (%b, %b, %b) ON CONFLICT DO NOTHING', rows)
