@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from email.message import Message
 
 from . import classify
+from .bodies import BodyLimits, compose_bodies
 from .charsets import clean_text
 from .headers import decode_unstructured, parse_addresses, parse_date, parse_message_id, parse_message_ids, raw_bytes, unfold
 from .model import Address, ParsedMail
 from .parts import DeclaredCharsets, WalkLimits, iter_parts, walk
-from .sanitize import MAX_HTML_DEPTH, html_to_text, sanitize_html, strip_tags
+from .sanitize import MAX_HTML_DEPTH
 from .structure import repair_header_folding
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -124,13 +125,10 @@ def _build(message: Message, limits: ParseLimits, defects: list[str], size: int)
     walked = walk(message, WalkLimits(limits.max_depth, limits.max_parts), fallbacks)
     defects.extend(walked.defects)
     defects.extend(_stdlib_defects(message, limits.max_parts))
-    raw_html = '\n'.join(walked.html)
-    html = _clean_html(raw_html, limits, defects) if walked.html else None
-    text = '\n'.join(walked.plain)
-    if not text.strip() and html:
-        text = _text_from_html(html, limits, defects)
-    elif not text.strip() and walked.html and html is None:
-        text = strip_tags(raw_html[:limits.max_html_to_text_bytes])
+    bodies = compose_bodies(walked.bodies, BodyLimits(limits.max_html_bytes, limits.max_html_to_text_bytes,
+                                                      limits.max_html_depth))
+    defects.extend(bodies.defects)
+    text, html = bodies.text, bodies.html
     subject = decode_unstructured(_first(headers, 'subject'), fallbacks)
     sender = _sender(headers, fallbacks)
     content_type = message.get_content_type()
@@ -173,25 +171,6 @@ def _sender(headers: dict[str, list], fallbacks: Iterable[str]) -> Address | Non
             if found:
                 return found[0]
     return None
-
-
-def _clean_html(html: str, limits: ParseLimits, defects: list[str]) -> str | None:
-    """The sanitised HTML body; None (with a defect) for HTML nested too deeply to sanitise in bounded time."""
-    if len(html) > limits.max_html_bytes:
-        defects.append('HTML body of %d characters cut to %d before sanitising' % (len(html), limits.max_html_bytes))
-        html = html[:limits.max_html_bytes]
-    cleaned = sanitize_html(html, max_depth=limits.max_html_depth)
-    if cleaned is None:
-        defects.append('HTML body nested deeper than %d elements; dropped, its text kept' % limits.max_html_depth)
-    return cleaned
-
-
-def _text_from_html(html: str, limits: ParseLimits, defects: list[str]) -> str:
-    if len(html) > limits.max_html_to_text_bytes:
-        defects.append('HTML body too large to convert to text in full; converted the first %d characters'
-                       % limits.max_html_to_text_bytes)
-        html = html[:limits.max_html_to_text_bytes]
-    return clean_text(html_to_text(html))
 
 
 def _stdlib_defects(message: Message, max_parts: int) -> list[str]:
