@@ -20,7 +20,7 @@ from email.message import Message
 from . import classify
 from .bodies import BodyLimits, compose_bodies
 from .charsets import clean_text
-from .headers import decode_unstructured, parse_addresses, parse_date, parse_message_id, parse_message_ids, raw_bytes, unfold
+from .headers import choose_sender, decode_unstructured, parse_date, parse_mailboxes, parse_message_id, parse_message_ids, raw_bytes, unfold
 from .model import Address, ParsedMail
 from .parts import DeclaredCharsets, WalkLimits, iter_parts, walk
 from .sanitize import MAX_HTML_DEPTH
@@ -62,8 +62,18 @@ _KNOWN_FIELD = re.compile(rb'(?:^|\n)(?:from|to|cc|subject|date|message-id|recei
 _LEADING_BLANK_LINES = re.compile(rb'(?:[ \t]*\r?\n)+')
 
 
+MAX_LINES_BEFORE_HEADER = 3      # stray lines (`---- Original email message ----`) skipped before a header block
+MIN_KNOWN_FIELDS_AFTER_STRAY_LINES = 2
+
+
 def reject_non_message(raw: bytes) -> None:
     """Raise NotAMessage unless `raw` starts like an RFC 822 message (optionally after an mbox `From ` line)."""
+    header_start(raw)
+
+
+def header_start(raw: bytes) -> int:
+    """Where the header block starts: 0, or after a few stray lines that are followed by a real header block
+    of known fields. Raises NotAMessage, with the reason, for input that is not a message."""
     if not raw.strip():
         raise NotAMessage('empty file')
     for magic, reason in _MAGIC:
@@ -75,10 +85,39 @@ def reject_non_message(raw: bytes) -> None:
     lines = head.split(b'\n', 2)
     first = lines[1] if lines[0].startswith(b'From ') and len(lines) > 1 else lines[0]
     if not _HEADER_LINE.match(first):
-        raise NotAMessage('no RFC 822 header at the start (first line: %r)' % first[:60].decode('latin-1'))
+        skipped = _stray_lines_before_header(raw)
+        if skipped is None:
+            raise NotAMessage('no RFC 822 header at the start (first line: %r)' % first[:60].decode('latin-1'))
+        return skipped
     header_block = strip_leading_blank_lines(raw[:65536]).split(b'\n\n', 1)[0].split(b'\r\n\r\n', 1)[0]
     if not _KNOWN_FIELD.search(header_block):
         raise NotAMessage('no RFC 5322 or MIME header field (From, To, Subject, Date, Content-Type...) at the start')
+    return 0
+
+
+def _stray_lines_before_header(raw: bytes) -> int | None:
+    """The length of at most MAX_LINES_BEFORE_HEADER lines that are not header fields but are followed by a
+    header block with known fields (From, To, Subject...); None when no such block follows."""
+    data = strip_leading_blank_lines(raw[:65536])
+    offset = len(raw[:65536]) - len(data)
+    pos = 0
+    for _ in range(MAX_LINES_BEFORE_HEADER):
+        end = data.find(b'\n', pos)
+        if end < 0:
+            return None
+        pos = end + 1
+        rest = data[pos:]
+        if not _HEADER_LINE.match(rest):
+            continue
+        block = re.split(rb'\r?\n\r?\n', rest, maxsplit=1)[0]
+        known = len(_KNOWN_FIELD.findall(b'\n' + block))
+        if known >= MIN_KNOWN_FIELDS_AFTER_STRAY_LINES and _all_header_lines(block):
+            return offset + pos
+    return None
+
+
+def _all_header_lines(block: bytes) -> bool:
+    return all(_HEADER_LINE.match(line) or line[:1] in (b' ', b'\t') for line in block.split(b'\n') if line.strip())
 
 
 def strip_leading_blank_lines(raw: bytes) -> bytes:
@@ -89,8 +128,12 @@ def strip_leading_blank_lines(raw: bytes) -> bytes:
 
 def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
     """Parse one message. Raises NotAMessage for input that is not a message; never raises otherwise."""
-    reject_non_message(raw)
+    start = header_start(raw)
     defects: list[str] = []
+    if start:
+        defects.append('%d bytes of text before the header block were skipped: %r'
+                       % (start, raw[:min(start, 80)].decode('utf-8', 'replace').strip()))
+        raw = raw[start:]
     size = len(raw)
     if size > limits.max_message_bytes:
         defects.append('message of %d bytes exceeds the %d byte limit; only the first %d bytes were parsed'
@@ -137,9 +180,9 @@ def _build(message: Message, limits: ParseLimits, defects: list[str], size: int)
         message_id=parse_message_id(_first(headers, 'message-id')) if 'message-id' in headers else None,
         subject=subject,
         from_=sender,
-        to=tuple(parse_addresses(headers.get('to', []), fallbacks)),
-        cc=tuple(parse_addresses(headers.get('cc', []), fallbacks)),
-        reply_to=tuple(parse_addresses(headers.get('reply-to', []), fallbacks)),
+        to=tuple(parse_mailboxes(headers.get('to', []), fallbacks)),
+        cc=tuple(parse_mailboxes(headers.get('cc', []), fallbacks)),
+        reply_to=tuple(parse_mailboxes(headers.get('reply-to', []), fallbacks)),
         date=parse_date(_first(headers, 'date')),
         in_reply_to=tuple(parse_message_ids(_first(headers, 'in-reply-to'))),
         references=tuple(parse_message_ids(' '.join(_texts(headers.get('references', []))))),
@@ -164,13 +207,9 @@ def _texts(values: list) -> list[str]:
 
 
 def _sender(headers: dict[str, list], fallbacks: Iterable[str]) -> Address | None:
-    """The first mailbox of the first From header that has one (duplicate From headers happen), else Sender."""
-    for name in ('from', 'sender'):
-        for value in headers.get(name, []):
-            found = parse_addresses([value], fallbacks)
-            if found:
-                return found[0]
-    return None
+    """The first mailbox with an address across all From headers (duplicates happen), else Sender, else
+    Reply-To; a mailbox without an address is skipped while another has one."""
+    return choose_sender((headers.get(name, []), fallbacks) for name in ('from', 'sender', 'reply-to'))
 
 
 def _stdlib_defects(message: Message, max_parts: int) -> list[str]:

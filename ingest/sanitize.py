@@ -110,7 +110,8 @@ def defer_remote_images(cleaned: str) -> str:
 
 
 def html_to_text(html: str) -> str:
-    """Readable plain text from HTML (html2text, no line wrapping); quoted blocks become `> ` lines."""
+    """Readable plain text from HTML (html2text, no line wrapping); quoted blocks become `> ` lines, list items
+    keep their bullets; no other Markdown (no `#` headings, `* * *` rules or `~~` strike-through)."""
     converter = html2text.HTML2Text(bodywidth=0)
     converter.ignore_images = True
     converter.ignore_emphasis = True
@@ -118,9 +119,25 @@ def html_to_text(html: str) -> str:
     converter.ignore_tables = True
     converter.unicode_snob = True
     converter.single_line_break = False
-    text = _MARKDOWN_ESCAPE.sub(r'\1', converter.handle(_CELL_END.sub(r'\g<0> ', html)))
+    text = _MARKDOWN_ESCAPE.sub(r'\1', converter.handle(without_markdown_tags(_CELL_END.sub(r'\g<0> ', html))))
     text = _TRAILING_SPACES.sub('\n', text)
     return text.strip('\n') + ('\n' if text.strip() else '')
+
+
+_MARKDOWN_TAG = re.compile(r'<(/?)(h[1-6]|hr|del|s|strike)(?=[\s/>])[^>]*>', re.I)
+
+
+def without_markdown_tags(html: str) -> str:
+    """Headings become paragraphs, rules and strike-through tags go: html2text would write them as Markdown
+    (`# `, `* * *`, `~~`), which a reader of plain text sees as noise. List bullets stay."""
+    return _MARKDOWN_TAG.sub(_plain_tag, html)
+
+
+def _plain_tag(match: re.Match) -> str:
+    name = match.group(2).lower()
+    if name[0] == 'h' and name != 'hr':
+        return '</p>' if match.group(1) else '<p>'
+    return '<br>' if name == 'hr' else ''
 
 
 _TAG = re.compile(r'<(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^>]*?(/?)>')

@@ -88,6 +88,81 @@ def test_alternatives_still_give_one_text_and_one_html():
     assert 'First' not in mail.html and '<b>HTML</b>' in mail.html
 
 
+# ------------------------------------------------------------------------------------------ 3: the sender
+
+def headers_only(*lines: bytes) -> bytes:
+    return b'\n'.join(lines + (b'Subject: s',)) + b'\n\nbody\n'
+
+
+def test_sender_is_the_first_mailbox_with_an_address_across_from_headers():
+    mail = parse_message(headers_only(b'From: "Support Team" <>', b'From: Ann <ann@example.org>'))
+    assert mail.from_ == Address(name='Ann', email='ann@example.org')
+
+
+def test_mailbox_without_address_in_from_gives_way_to_sender_then_reply_to():
+    assert parse_message(headers_only(b'From: [??????]', b'Sender: Bob <bob@example.org>',
+                                      b'Reply-To: r@example.org')).from_ == Address('Bob', 'bob@example.org')
+    assert parse_message(headers_only(b'From: "Name" <>', b'Reply-To: Rita <r@example.org>')).from_ == \
+        Address('Rita', 'r@example.org')
+
+
+def test_first_from_mailbox_with_an_address_wins_over_sender():
+    mail = parse_message(headers_only(b'From: Ann <ann@example.org>, Bob <bob@example.org>',
+                                      b'Sender: sec@example.org'))
+    assert mail.from_ == Address('Ann', 'ann@example.org')
+
+
+def test_bare_mailer_daemon_with_comment_is_still_the_sender():
+    mail = parse_message(headers_only(b'From: MAILER-DAEMON (Mail Delivery System)'))
+    assert mail.from_ == Address('Mail Delivery System', 'MAILER-DAEMON')
+
+
+def test_name_and_address_without_angle_brackets_are_split():
+    mail = parse_message(headers_only(b'From: Test test@example.com'))
+    assert mail.from_ == Address('Test', 'test@example.com')
+
+
+# ------------------------------------------------------------------------------------------ 4: recipients
+
+def test_recipient_entries_without_an_address_are_not_mailboxes():
+    assert parse_message(headers_only(b'From: a@example.org', b'To: Recipients')).to == ()
+    assert parse_message(headers_only(b'From: a@example.org', b'To: xxx', b'Cc: yyy, c@example.org')).cc == (
+        Address('', 'c@example.org'),)
+
+
+def test_display_name_with_bar_and_brackets_is_one_mailbox():
+    mail = parse_message(headers_only(b'From: a@example.org', b'To: Max Kohl | [example.com] <kohl@example.com>'))
+    assert mail.to == (Address('Max Kohl | [example.com]', 'kohl@example.com'),)
+
+
+def test_address_only_inside_a_comment_is_taken_from_there():
+    mail = parse_message(headers_only(b'From: a@example.org', b'To: Hans Meier (hans@example.com), b@example.org'))
+    assert mail.to == (Address('Hans Meier', 'hans@example.com'), Address('', 'b@example.org'))
+
+
+# ------------------------------------------------------------------------------------------ 5: stray first lines
+
+def test_header_block_after_a_stray_first_line_is_parsed_with_a_defect():
+    raw = (b'---- Original email message ----\nFrom: Ann <ann@example.org>\nTo: help@example.org\n'
+           b'Subject: Where is my order?\nDate: Tue, 3 Jun 2025 10:04:05 +0200\n\nIt has not arrived.\n')
+    mail = parse_message(raw)
+    assert (mail.subject, mail.from_.email, mail.text) == ('Where is my order?', 'ann@example.org', 'It has not arrived.\n')
+    assert any('before the header block' in d for d in mail.defects)
+
+
+def test_headerless_fragment_is_still_not_a_message():
+    raw = (b'Send list submissions to\n\tlist@example.org\n\nTo subscribe or unsubscribe visit\n'
+           b'\thttp://example.org/list\n\nToday\'s Topics:\n\n   1. testing (Ann)\n')
+    with pytest.raises(NotAMessage):
+        parse_message(raw)
+
+
+def test_header_block_after_too_many_stray_lines_is_not_a_message():
+    raw = b'one\ntwo\nthree\nfour\nFrom: a@example.org\nTo: b@example.org\nSubject: s\n\nbody\n'
+    with pytest.raises(NotAMessage):
+        parse_message(raw)
+
+
 # ------------------------------------------------------------------------------------------ 6: CJK without label
 
 @pytest.mark.parametrize('text, codec', [
@@ -206,3 +281,14 @@ def test_nameless_image_with_a_serial_content_id_is_named_from_its_type():
     mail = parse_message(related(b'Content-Type: text/html\n\n<img src="cid:32497.1617621278.2@mail.example">',
                                  b'Content-Type: image/jpeg\nContent-ID: <32497.1617621278.2@mail.example>\n\nJFIF'))
     assert [a.filename for a in mail.attachments] == ['image.jpg']
+
+
+# ------------------------------------------------------------------------------------------ 10: no Markdown
+
+def test_text_made_from_html_has_no_markdown_rules_headings_or_strike_through():
+    html = ('<h1>Order shipped</h1><p>Your parcel is on its way.</p><hr><h3>Items</h3>'
+            '<ul><li>Blue mug</li><li>Red plate</li></ul><p>Price: <del>20 EUR</del> <s>18</s> 15 EUR</p>')
+    text = parse_message(b'From: a@example.org\nSubject: s\nContent-Type: text/html\n\n' + html.encode()).text
+    assert '* * *' not in text and '~~' not in text and '#' not in text
+    assert 'Order shipped' in text and 'Items' in text and '20 EUR 18 15 EUR' in text
+    assert '* Blue mug' in text and '* Red plate' in text
