@@ -21,8 +21,7 @@ from .sanitize import html_to_text, sanitize_html, strip_tags
 
 STUB_HTML_MIN_CHARACTERS = 500    # the HTML's text must be longer than this for the plain text to be a stub
 STUB_SHARE = 3                    # ...and at least this many times longer than the plain text
-_TAG_OR_HIDDEN = re.compile(r'<(?:head|style|script|title)\b.*?</(?:head|style|script|title)\s*>|<[^>]*>',
-                            re.I | re.S)
+_TAG = re.compile(r'<[^>]*>')      # sanitised HTML: no <head>, <style> or <script> left whose text would count
 
 
 @dataclass(frozen=True)
@@ -105,9 +104,9 @@ def visible_size(text: str) -> int:
 def looks_like_stub(plain: str, cleaned_html: str) -> bool:
     """A cheap first test (tags stripped by a regular expression) before the HTML is made into text."""
     size = visible_size(plain)
-    if size * STUB_SHARE >= len(cleaned_html):
-        return False
-    estimate = visible_size(_html.unescape(_TAG_OR_HIDDEN.sub(' ', cleaned_html)))
+    if size * STUB_SHARE >= len(cleaned_html) or size * STUB_SHARE >= len(_TAG.sub('', cleaned_html)):
+        return False            # an upper bound of the HTML's text (spaces and entities counted) is too short
+    estimate = visible_size(_html.unescape(_TAG.sub(' ', cleaned_html)))
     return is_stub_size(size, estimate)
 
 
