@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from . import classify
+from . import classify, outlook
 from .bodies import BodyLimits, compose_bodies
 from .charsets import clean_text
 from .headers import choose_sender, decode_unstructured, parse_date, parse_mailboxes, parse_message_id, parse_message_ids, raw_bytes, unfold
@@ -46,7 +46,6 @@ class ParseLimits:
 DEFAULT_LIMITS = ParseLimits()
 
 _MAGIC = (
-    (b'\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1', 'an Outlook .msg file (OLE2 compound document), not an RFC 822 message'),
     (b'%PDF-', 'a PDF document, not an RFC 822 message'),
     (b'PK\x03\x04', 'a ZIP archive, not an RFC 822 message'),
     (b'\x89PNG', 'a PNG image, not an RFC 822 message'),
@@ -128,13 +127,15 @@ def strip_leading_blank_lines(raw: bytes) -> bytes:
 
 def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
     """Parse one message. Raises NotAMessage for input that is not a message; never raises otherwise."""
-    start = header_start(raw)
     defects: list[str] = []
+    size = len(raw)
+    if outlook.is_outlook_msg(raw):
+        raw = _outlook_message(raw, defects)
+    start = header_start(raw)
     if start:
         defects.append('%d bytes of text before the header block were skipped: %r'
                        % (start, raw[:min(start, 80)].decode('utf-8', 'replace').strip()))
         raw = raw[start:]
-    size = len(raw)
     if size > limits.max_message_bytes:
         defects.append('message of %d bytes exceeds the %d byte limit; only the first %d bytes were parsed'
                        % (size, limits.max_message_bytes, limits.max_message_bytes))
@@ -143,6 +144,17 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMai
     if not message.keys():
         raise NotAMessage('no RFC 822 header fields found')
     return _build(message, limits, defects, size)
+
+
+def _outlook_message(raw: bytes, defects: list[str]) -> bytes:
+    """The RFC 822 message inside an Outlook .msg file; NotAMessage when it cannot be read."""
+    try:
+        message, found = outlook.msg_to_mime(raw)
+    except outlook.UnreadableMsg as unreadable:
+        raise NotAMessage(str(unreadable)) from None
+    defects.append('Outlook .msg file, read as the RFC 822 message it holds')
+    defects.extend(found)
+    return message
 
 
 def _parse_structure(raw: bytes, defects: list[str]) -> Message:
