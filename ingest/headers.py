@@ -260,17 +260,18 @@ def _address(name: str, addr: str, fallbacks: Iterable[str]) -> Address:
     addr = clean_text(addr.strip().strip('<>').strip())
     if not addr and '@' in name and ' ' not in name:
         name, addr = '', name
-    if ' ' in addr and '@' in addr:
-        name, addr = _split_name_from_address(name, addr)
+    if ' ' in addr and '@' in addr and not name:
+        name, addr = _split_name_from_address(addr)
     return Address(name=name, email=addr)
 
 
-def _split_name_from_address(name: str, addr: str) -> tuple[str, str]:
-    """`Test test@example.com` (no angle brackets) is the name `Test` and the address `test@example.com`."""
+def _split_name_from_address(addr: str) -> tuple[str, str]:
+    """`Test test@example.com` (no angle brackets) is the name `Test` and the address `test@example.com`.
+    (What stands inside angle brackets stays one address, spaces and all.)"""
     words = addr.split()
     at = max(i for i, word in enumerate(words) if '@' in word)
     rest = ' '.join(words[:at] + words[at + 1:]).strip('"\'').strip()
-    return (name or rest), words[at].strip('<>')
+    return rest, words[at].strip('<>')
 
 
 def _merge_split_names(addresses: list[Address]) -> list[Address]:

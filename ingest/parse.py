@@ -4,8 +4,9 @@ The MIME structure comes from the standard library's `email` package (compat32 p
 bytes as surrogate escapes so nothing is lost before our repairs); dates fall back to mail-parser's RFC 5322
 reader; everything a peer parser gets wrong is repaired in `headers`, `charsets`, `parts` and `attachments`.
 Limits (message size, MIME depth and part count, HTML size) make hostile input cost bounded time: what is past a
-limit is left out with a defect, never a crash or a hang. Input that is not a message at all raises
-`NotAMessage` with the reason.
+limit is left out with a defect, never a crash or a hang. An Outlook .msg file (MS-OXMSG) is first turned into
+the MIME message it holds (`outlook`); a few stray lines before a real header block are skipped with a defect.
+Input that is not a message at all raises `NotAMessage` with the reason.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 
 class NotAMessage(ValueError):
-    """The input is not an RFC 822 message at all (empty, binary, an Outlook .msg file...)."""
+    """The input is not an RFC 822 message at all (empty, binary, a headerless fragment, an unreadable
+    Outlook .msg file...)."""
 
 
 @dataclass(frozen=True)
