@@ -15,12 +15,14 @@ is not a readable compound file or not a message raises `UnreadableMsg` with the
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime
 import email.utils
 import io
 import re
 import struct
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import olefile
 
@@ -65,8 +67,11 @@ class Properties:
 
 
 @dataclass
-class _Writer:
-    """Boundaries unique within one converted message (bodies are base64, so they cannot contain them)."""
+class _Conversion:
+    """One file's conversion: its substreams by parent storage (listed once: a hostile file may hold very many
+    entries), the defects found, and boundaries unique within the message (bodies are base64, so they cannot
+    contain them)."""
+    substreams: dict
     count: int = 0
     defects: list = field(default_factory=list)
 
@@ -85,8 +90,8 @@ def msg_to_mime(raw: bytes) -> tuple[bytes, list[str]]:
         ole = olefile.OleFileIO(io.BytesIO(raw))
     except _OLE_ERRORS as exc:
         raise UnreadableMsg('an Outlook .msg file that cannot be read (%s: %s)' % (type(exc).__name__, exc)) from None
-    writer = _Writer()
     try:
+        writer = _Conversion(list_substreams(ole))
         if not ole.exists('__properties_version1.0'):
             raise UnreadableMsg('an OLE2 compound file (Office document?) that is not an Outlook message: '
                                 'no MAPI property stream')
@@ -100,7 +105,16 @@ def msg_to_mime(raw: bytes) -> tuple[bytes, list[str]]:
 
 # ------------------------------------------------------------------------------------------ properties
 
-def read_properties(ole: olefile.OleFileIO, base: list[str], header_size: int) -> Properties:
+def list_substreams(ole: olefile.OleFileIO) -> dict[tuple, list]:
+    """Every `__substg1.0_` stream, by the path of the storage that holds it."""
+    found: dict[tuple, list] = {}
+    for entry in ole.listdir(streams=True, storages=False):
+        if entry[-1].startswith('__substg1.0_'):
+            found.setdefault(tuple(entry[:-1]), []).append(entry)
+    return found
+
+
+def read_properties(ole: olefile.OleFileIO, base: list[str], header_size: int, conversion: _Conversion) -> Properties:
     """The property stream of the object at `base` (MS-OXMSG 2.4) and the substreams it has."""
     data = _read(ole, base + ['__properties_version1.0'])
     fixed = {}
@@ -108,11 +122,10 @@ def read_properties(ole: olefile.OleFileIO, base: list[str], header_size: int) -
         tag, _flags, value = struct.unpack_from('<II8s', data, offset)
         fixed[(tag >> 16, tag & 0xFFFF)] = value
     streams = {}
-    for entry in ole.listdir(streams=True, storages=True):
-        if len(entry) == len(base) + 1 and entry[:len(base)] == base and entry[-1].startswith('__substg1.0_'):
-            code = entry[-1][12:20]
-            if len(code) == 8 and all(c in '0123456789ABCDEFabcdef' for c in code):
-                streams.setdefault(int(code[:4], 16), (int(code[4:], 16), entry))
+    for entry in conversion.substreams.get(tuple(base), ()):
+        code = entry[-1][12:20]
+        if len(code) == 8 and all(c in '0123456789ABCDEFabcdef' for c in code):
+            streams.setdefault(int(code[:4], 16), (int(code[4:], 16), entry))
     return Properties(fixed, streams)
 
 
@@ -176,7 +189,6 @@ def code_page_label(code_page: int | None) -> str | None:
 
 
 def _codec(label: str) -> str:
-    import codecs
     try:
         return codecs.lookup(label).name
     except LookupError:
@@ -185,10 +197,10 @@ def _codec(label: str) -> str:
 
 # ------------------------------------------------------------------------------------------ the message
 
-def _message_bytes(ole, base: list[str], writer: _Writer, depth: int) -> bytes:
-    props = read_properties(ole, base, 32 if not base else 24)
+def _message_bytes(ole, base: list[str], writer: _Conversion, depth: int) -> bytes:
+    props = read_properties(ole, base, 32 if not base else 24, writer)
     code_page = code_page_label(_long(props, MESSAGE_CODEPAGE) or _long(props, INTERNET_CODEPAGE)) or 'cp1252'
-    headers = _transport_headers(ole, props, code_page) or _mapi_headers(ole, props, base, code_page)
+    headers = _transport_headers(ole, props, code_page) or _mapi_headers(ole, props, base, code_page, writer)
     parts = _body_parts(ole, props, writer)
     parts += _attachment_parts(ole, base, writer, depth)
     if not parts:
@@ -210,12 +222,12 @@ def _transport_headers(ole, props: Properties, code_page: str) -> str:
     return text.replace('\n', '\r\n') if text.strip() else ''
 
 
-def _mapi_headers(ole, props: Properties, base: list[str], code_page: str) -> str:
+def _mapi_headers(ole, props: Properties, base: list[str], code_page: str, conversion: _Conversion) -> str:
     lines = []
     sender = _sender(ole, props, code_page)
     if sender:
         lines.append(('From', sender))
-    recipients = _recipients(ole, base, code_page)
+    recipients = _recipients(ole, base, code_page, conversion)
     for kind, name in RECIPIENT_HEADERS.items():
         if recipients.get(kind):
             lines.append((name, ', '.join(recipients[kind])))
@@ -245,13 +257,13 @@ def _mailbox(name: str, address: str) -> str:
     return email.utils.formataddr((name, address), charset='utf-8')
 
 
-def _recipients(ole, base: list[str], code_page: str) -> dict[int, list[str]]:
+def _recipients(ole, base: list[str], code_page: str, conversion: _Conversion) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
     for index in range(MAX_RECIPIENTS):
         storage = base + ['__recip_version1.0_#%08X' % index]
         if not ole.exists('/'.join(storage)):
             break
-        props = read_properties(ole, storage, 8)
+        props = read_properties(ole, storage, 8, conversion)
         address = _string(ole, props, SMTP_ADDRESS, code_page)
         if not address and '@' in _string(ole, props, EMAIL_ADDRESS, code_page):
             address = _string(ole, props, EMAIL_ADDRESS, code_page)
@@ -261,7 +273,7 @@ def _recipients(ole, base: list[str], code_page: str) -> dict[int, list[str]]:
     return found
 
 
-def _body_parts(ole, props: Properties, writer: _Writer) -> list[bytes]:
+def _body_parts(ole, props: Properties, writer: _Conversion) -> list[bytes]:
     text = _string(ole, props, BODY).replace('\r\n', '\n')
     html = _binary(ole, props, HTML)
     alternatives = []
@@ -277,13 +289,13 @@ def _body_parts(ole, props: Properties, writer: _Writer) -> list[bytes]:
     return alternatives
 
 
-def _attachment_parts(ole, base: list[str], writer: _Writer, depth: int) -> list[bytes]:
+def _attachment_parts(ole, base: list[str], writer: _Conversion, depth: int) -> list[bytes]:
     parts = []
     for index in range(MAX_ATTACHMENTS):
         storage = base + ['__attach_version1.0_#%08X' % index]
         if not ole.exists('/'.join(storage)):
             break
-        props = read_properties(ole, storage, 8)
+        props = read_properties(ole, storage, 8, writer)
         embedded = storage + ['__substg1.0_3701000D']
         if _long(props, ATTACH_METHOD) == ATTACH_EMBEDDED_MSG or ole.exists('/'.join(embedded)):
             if depth >= MAX_EMBEDDING_DEPTH:
@@ -316,7 +328,6 @@ def _attachment(ole, props: Properties) -> bytes:
 
 
 def _percent(text: str) -> str:
-    from urllib.parse import quote
     return quote(_LINE_BREAKS.sub(' ', text), safe='')
 
 
@@ -328,7 +339,7 @@ def _encoded(headers: str, data: bytes) -> bytes:
     return (headers + 'Content-Transfer-Encoding: base64\r\n\r\n').encode('ascii') + base64.encodebytes(data)
 
 
-def _multipart(subtype: str, parts: list[bytes], writer: _Writer) -> bytes:
+def _multipart(subtype: str, parts: list[bytes], writer: _Conversion) -> bytes:
     boundary = writer.boundary()
     out = [('Content-Type: multipart/%s; boundary="%s"\r\n\r\n' % (subtype, boundary)).encode('ascii')]
     for part in parts:
