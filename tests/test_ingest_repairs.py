@@ -140,6 +140,11 @@ def test_address_only_inside_a_comment_is_taken_from_there():
     assert mail.to == (Address('Hans Meier', 'hans@example.com'), Address('', 'b@example.org'))
 
 
+def test_an_address_written_as_display_name_is_not_the_sender_address():
+    mail = parse_message(headers_only(b'From: purchasing@shop.example <do-not-reply@other.example>'))
+    assert mail.from_ == Address('purchasing@shop.example', 'do-not-reply@other.example')
+
+
 # ------------------------------------------------------------------------------------------ 5: stray first lines
 
 def test_header_block_after_a_stray_first_line_is_parsed_with_a_defect():
