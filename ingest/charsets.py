@@ -211,9 +211,16 @@ def is_ascii_label(label: str | None) -> bool:
 def detect_legacy_cjk(data: bytes) -> tuple[str, str] | None:
     """Unlabelled 8-bit text in GB18030, Big5, Shift_JIS or EUC-KR: the detector's candidates in its order,
     the first whose decoding is overwhelmingly CJK characters; None when there is none (Latin text, say)."""
+    sample = detection_sample(data)
+    found = _detect_cjk_in(sample, data)
+    if found is None and len(sample) < len(data):
+        found = _detect_cjk_in(sample[:-1], data)      # the cut may have split a double-byte character
+    return found
+
+
+def _detect_cjk_in(sample: bytes, data: bytes) -> tuple[str, str] | None:
     from charset_normalizer import from_bytes
-    matches = from_bytes(data[:MAX_DETECTION_BYTES], cp_isolation=list(_DETECTED_CJK), preemptive_behaviour=False)
-    for match in matches:
+    for match in from_bytes(sample, cp_isolation=list(_DETECTED_CJK), preemptive_behaviour=False):
         codec = _DETECTED_CJK.get(match.encoding)
         if codec is None:
             continue
@@ -223,6 +230,18 @@ def detect_legacy_cjk(data: bytes) -> tuple[str, str] | None:
         if text is not None and is_mostly_cjk(text):
             return text, match.encoding.replace('_', '-')
     return None
+
+
+def detection_sample(data: bytes) -> bytes:
+    """The start of long data for the detector, cut after an ASCII byte near the limit where there is one, so
+    that no multi-byte character is split (a split character makes the right encoding fail the sample)."""
+    if len(data) <= MAX_DETECTION_BYTES:
+        return data
+    window = data[MAX_DETECTION_BYTES - 256:MAX_DETECTION_BYTES]
+    last_ascii = max((window.rfind(bytes([b])) for b in b'\n \r\t.,'), default=-1)
+    if last_ascii < 0:
+        return data[:MAX_DETECTION_BYTES]
+    return data[:MAX_DETECTION_BYTES - 256 + last_ascii + 1]
 
 
 def is_mostly_cjk(text: str) -> bool:

@@ -183,6 +183,13 @@ def test_unlabelled_8bit_cjk_body_is_decoded_in_its_legacy_encoding(text, codec,
     assert text in mail.text
 
 
+@pytest.mark.parametrize('text, codec', [('中文测试 ', 'gb18030'), ('中文測試', 'big5')])
+def test_long_unlabelled_cjk_body_is_decoded_whatever_the_detector_sees_of_it(text, codec):
+    body = (text * 30000).encode(codec)             # longer than the part the detector reads
+    mail = parse_message(b'From: a@example.org\nSubject: s\n\n' + body)
+    assert mail.text == text * 30000
+
+
 def test_unlabelled_latin1_body_is_not_taken_for_cjk():
     body = 'Grüße aus München, wir möchten die Bestellung ändern. Vielen Dank für Ihre Hilfe.\n'.encode('cp1252')
     assert parse_message(b'From: a@example.org\nSubject: s\n\n' + body).text == body.decode('cp1252')
