@@ -5,12 +5,16 @@ continued values, RFC 2047 encoded words as real mail writes them), Content-Type
 Content-Location (RFC 2557), the Content-ID's local part (RFC 2392), and last a name made from the MIME type
 (`image.png`, `calendar.ics`, `attachment.bin`), numbered when it repeats. Attached messages (`message/rfc822`)
 are named after their own Subject. Never a random name: the same message always gives the same names.
-TNEF is unpacked with tnefparse; the original `winmail.dat` is kept next to the files it held.
+A Content-ID names a file only when its local part ends in a known extension (`image001.png@01D2...`): ids such
+as `32497.1617621278.2@host` are no file names, and the part is named from its type instead.
+TNEF is unpacked with tnefparse; the original `winmail.dat` is kept next to the files it held. uuencoded files
+inside plain text (the `begin MODE NAME` ... `end` blocks of POSIX uuencode) become attachments of their own.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import binascii
 import hashlib
 import logging
 import mimetypes
@@ -53,6 +57,7 @@ _STEMS = {'text/calendar': 'calendar', 'message/delivery-status': 'delivery-stat
           'application/pkcs7-signature': 'smime', 'application/x-pkcs7-signature': 'smime',
           'application/pkcs7-mime': 'smime', 'application/ms-tnef': 'winmail', 'application/vnd.ms-tnef': 'winmail',
           'text/x-vcard': 'contact', 'text/vcard': 'contact'}
+_KNOWN_EXTENSIONS = frozenset(_EXTENSIONS.values()) | {'.jpeg', '.jpe', '.htm', '.tiff', '.eml', '.msg'}
 _MAIN_STEMS = {'image': 'image', 'audio': 'audio', 'video': 'video', 'text': 'text', 'message': 'message'}
 _HAS_EXTENSION = re.compile(r'\.[A-Za-z0-9]{1,5}$')
 _UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f]+')
@@ -99,13 +104,20 @@ def location_filename(value) -> str:
 
 
 def content_id_filename(content_id: str | None, content_type: str) -> str:
-    """`<image001.png@01D2...>` gives `image001.png`; a local part without extension gets the type's."""
+    """`<image001.png@01D2...>` gives `image001.png`; a local part without a known extension gives nothing."""
     if not content_id:
         return ''
     local = clean_filename(content_id.split('@', 1)[0])
-    if not local:
-        return ''
-    return local if _HAS_EXTENSION.search(local) else local + extension_for(content_type)
+    return local if has_known_extension(local) else ''
+
+
+def has_known_extension(name: str) -> bool:
+    """True for `logo.png`, `report.pdf`; False for `logo`, `32497.1617621278.2`, `part1.06090408`."""
+    found = _HAS_EXTENSION.search(name)
+    if not found:
+        return False
+    extension = found.group().lower()
+    return extension in _KNOWN_EXTENSIONS or _BUILTIN_TYPES.guess_type('x' + extension, strict=False)[0] is not None
 
 
 def extension_for(content_type: str) -> str:
@@ -175,3 +187,48 @@ def _tnef_name(item) -> str:
             if cleaned:
                 return cleaned
     return ''
+
+
+_UU_BEGIN = re.compile(rb'^begin [0-7]{3,4} ([^\r\n]{1,255}?)[ \t]*\r?$', re.M)
+_UU_END = re.compile(rb'^end[ \t]*\r?$', re.M)
+
+
+def extract_uuencoded(data: bytes) -> tuple[bytes, list[Attachment]]:
+    """Plain text with the uuencoded files inside it taken out, and those files as attachments named from their
+    `begin` line. A block without its `end` line, or whose lines are not uuencode, stays text."""
+    found, kept, pos = [], [], 0
+    for begin in _UU_BEGIN.finditer(data):
+        if begin.start() < pos:
+            continue
+        end = _UU_END.search(data, begin.end())
+        if not end:
+            break
+        payload = decode_uu_lines(data[begin.end():end.start()])
+        if payload is None:
+            continue
+        name = clean_filename(decode_bytes(begin.group(1), None)[0]) or type_filename('application/octet-stream')
+        content_type = _BUILTIN_TYPES.guess_type(name, strict=False)[0] or 'application/octet-stream'
+        found.append(make_attachment(payload, name, content_type, None, False))
+        kept.append(data[pos:begin.start()])
+        pos = end.end()
+    if not found:
+        return data, []
+    kept.append(data[pos:])
+    return b''.join(kept), found
+
+
+def decode_uu_lines(block: bytes) -> bytes | None:
+    """The bytes of uuencoded lines (each starts with its length character); None if a line is not uuencode."""
+    out = bytearray()
+    for line in block.split(b'\n'):
+        line = line.rstrip(b'\r')
+        if not line:
+            continue
+        length = (line[0] - 32) & 63
+        if length == 0:
+            continue          # the "`" or " " line before `end`
+        try:
+            out += binascii.a2b_uu(line[:(length * 4 + 5) // 3])
+        except binascii.Error:
+            return None
+    return bytes(out) if out else None

@@ -4,6 +4,11 @@ Follows the `charset` parameter of RFC 2045/2046 and the label mapping of the WH
 records what mail and web agents actually send: ISO-8859-1 and US-ASCII labels on Windows-1252 bytes, GB2312
 labels on GBK/GB18030 bytes, EUC-KR on CP949, Shift_JIS on CP932, `iso-8859-8-i` for visual Hebrew.
 
+A part's own ISO-8859-1 or Windows-1252 label is believed once UTF-8 has failed on its bytes; the charsets other
+parts declare are guessed only for unlabelled (or `us-ascii`) 8-bit data, and for body text of that kind the
+legacy CJK encodings (GB18030, Big5, Shift_JIS, EUC-KR) are tried with charset-normalizer's detector before
+Windows-1252, kept only when the result is overwhelmingly CJK.
+
 Everything here is pure: labels in, codec names out; bytes in, text out. Decoding never raises and never returns
 a lone surrogate or NUL (PostgreSQL `text` rejects both).
 """
@@ -45,10 +50,23 @@ _NOT_MAIL_CODECS = {'idna', 'punycode', 'unicode_escape', 'raw_unicode_escape', 
                     'palmos', 'rot_13', 'uu_codec', 'base64_codec', 'hex_codec', 'quopri_codec', 'zlib_codec',
                     'bz2_codec', 'charmap', 'unicode_internal'}
 _CJK_FAMILIES = {'gb18030', 'big5hkscs', 'cp949', 'cp932', 'euc_jis_2004', 'iso2022_jp_ext', 'hz'}
+# Multi-byte codecs reject most bytes that are not theirs, so trying one is a test; a single-byte codec is not.
+_MULTIBYTE = _CJK_FAMILIES | {'iso2022_kr', 'utf_7', 'utf_16', 'utf_16_le', 'utf_16_be', 'utf_32', 'euc_jp',
+                              'shift_jis', 'big5', 'gbk', 'gb2312', 'euc_kr', 'johab', 'cp950', 'shift_jis_2004',
+                              'shift_jisx0213', 'euc_jisx0213', 'iso2022_jp', 'iso2022_jp_2', 'iso2022_jp_2004'}
 # Charsets that are mistaken for each other: a label from one family is tried with its siblings (mail labelled
 # ISO-2022-JP that is really Shift_JIS, EUC-KR that is CP949...).
 _FAMILIES = (('iso2022_jp_ext', 'cp932', 'euc_jis_2004'), ('gb18030', 'big5hkscs', 'hz'), ('cp949', 'iso2022_kr'))
 WESTERN = 'cp1252'
+# Labels that say "7-bit ASCII": on 8-bit data they carry no information, like no label at all.
+_ASCII_LABELS = {'us-ascii', 'ascii', 'ansi_x3.4-1968', 'us', 'iso646-us', 'iso-646-us', 'us_ascii', 'csascii'}
+# What charset-normalizer may choose between for unlabelled 8-bit body text, and the codec that decodes each
+# (the superset real mail is written in).
+_DETECTED_CJK = {'gb18030': 'gb18030', 'big5': 'big5hkscs', 'shift_jis': 'cp932', 'euc_kr': 'cp949'}
+_CJK_CHAR = re.compile('[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uff01-\uff5e]')
+_NON_ASCII_CHAR = re.compile('[^\x00-\x7f]')
+MIN_CJK_SHARE = 0.9          # of the non-ASCII characters, for a guessed CJK decoding to be believed
+MAX_DETECTION_BYTES = 65536  # the detector looks at the start of a long body; the codec then decodes all of it
 _ISO2022_ESCAPE = re.compile(rb'\x1b(?:\$[@B(]|\([BJI])')
 _NON_TEXT = re.compile('[\x00\ud800-\udfff]')
 
@@ -129,12 +147,16 @@ def looks_iso2022(data: bytes) -> bool:
     return b'\x1b' in data and _ISO2022_ESCAPE.search(data) is not None
 
 
-def decode_bytes(data: bytes, declared: str | None = None, fallbacks: Iterable[str] = ()) -> tuple[str, str | None]:
+def decode_bytes(data: bytes, declared: str | None = None, fallbacks: Iterable[str] = (),
+                 detect_cjk: bool = False) -> tuple[str, str | None]:
     """Decode `data` labelled `declared`; return the text and a defect note when a repair was needed.
 
     Order: the declared charset (mapped to its real superset); ISO-2022-JP if its escapes are present in 7-bit
-    data; UTF-8; the other charsets the message declares (`fallbacks`); a lenient decode in the declared CJK
-    family when only a few bytes are broken; Windows-1252. The result is free of NUL and lone surrogates.
+    data; UTF-8; a declared ISO-8859-1/Windows-1252 label, which is final from here on; the declared charset's
+    family; for unlabelled or `us-ascii` data only, the other charsets the message declares (`fallbacks`) and,
+    with `detect_cjk` (body text, never headers), a legacy CJK encoding if the detector finds one; a lenient
+    decode in the declared CJK family when only a few bytes are broken; Windows-1252. The result is free of NUL
+    and lone surrogates.
     """
     codec = lookup_charset(declared)
     if data.isascii():
@@ -156,8 +178,22 @@ def decode_bytes(data: bytes, declared: str | None = None, fallbacks: Iterable[s
         return clean_text(text), _note(declared, 'utf-8')
     if codec in (None, 'utf-8', WESTERN) and mostly_utf8(data):
         return clean_text(decode_mixed_utf8(data)), _note(declared, 'utf-8 with stray windows-1252 bytes')
-    for other in _candidates(codec, fallbacks):
+    unlabelled = codec is None or is_ascii_label(declared)
+    if codec == WESTERN and not unlabelled:
+        return clean_text(decode_western(data)), None
+    candidates = _candidates(codec, fallbacks if unlabelled else ())
+    multibyte = [c for c in candidates if c in _MULTIBYTE]
+    for other in multibyte:
         text = _try_decode(data, other)
+        if text is not None and _plausible(text):
+            return clean_text(text), _note(declared, other)
+    if detect_cjk and unlabelled:
+        found = detect_legacy_cjk(data)
+        if found is not None:
+            text, used = found
+            return clean_text(text), _note(declared, used)
+    for other in candidates:
+        text = _try_decode(data, other) if other not in multibyte else None
         if text is not None and _plausible(text):
             return clean_text(text), _note(declared, other)
     if codec in _CJK_FAMILIES:
@@ -165,6 +201,56 @@ def decode_bytes(data: bytes, declared: str | None = None, fallbacks: Iterable[s
         if text is not None:
             return clean_text(text), 'charset %s: a few undecodable bytes dropped' % declared
     return clean_text(decode_western(data)), (None if codec == WESTERN else _note(declared, 'windows-1252'))
+
+
+def is_ascii_label(label: str | None) -> bool:
+    """True for the labels that claim 7-bit ASCII (`us-ascii` and its aliases)."""
+    return bool(label) and label.strip().strip('"\'').strip().lower() in _ASCII_LABELS
+
+
+def detect_legacy_cjk(data: bytes) -> tuple[str, str] | None:
+    """Unlabelled 8-bit text in GB18030, Big5, Shift_JIS or EUC-KR: the detector's candidates in its order,
+    the first whose decoding is overwhelmingly CJK characters; None when there is none (Latin text, say)."""
+    sample = detection_sample(data)
+    found = _detect_cjk_in(sample, data)
+    if found is None and len(sample) < len(data):
+        found = _detect_cjk_in(sample[:-1], data)      # the cut may have split a double-byte character
+    return found
+
+
+def _detect_cjk_in(sample: bytes, data: bytes) -> tuple[str, str] | None:
+    from charset_normalizer import from_bytes
+    for match in from_bytes(sample, cp_isolation=list(_DETECTED_CJK), preemptive_behaviour=False):
+        codec = _DETECTED_CJK.get(match.encoding)
+        if codec is None:
+            continue
+        text = _try_decode(data, codec)
+        if text is None:
+            text = _decode_mostly(data, codec)
+        if text is not None and is_mostly_cjk(text):
+            return text, match.encoding.replace('_', '-')
+    return None
+
+
+def detection_sample(data: bytes) -> bytes:
+    """The start of long data for the detector, cut after an ASCII byte near the limit where there is one, so
+    that no multi-byte character is split (a split character makes the right encoding fail the sample)."""
+    if len(data) <= MAX_DETECTION_BYTES:
+        return data
+    window = data[MAX_DETECTION_BYTES - 256:MAX_DETECTION_BYTES]
+    last_ascii = max((window.rfind(bytes([b])) for b in b'\n \r\t.,'), default=-1)
+    if last_ascii < 0:
+        return data[:MAX_DETECTION_BYTES]
+    return data[:MAX_DETECTION_BYTES - 256 + last_ascii + 1]
+
+
+def is_mostly_cjk(text: str) -> bool:
+    """At least MIN_CJK_SHARE of the non-ASCII characters are CJK ideographs, kana, hangul or CJK punctuation
+    (half-width katakana, box drawing, Cyrillic or Greek from a wrong multi-byte decoding do not count)."""
+    sample = text[:MAX_DETECTION_BYTES]
+    non_ascii = len(_NON_ASCII_CHAR.findall(sample))
+    cjk = len(_CJK_CHAR.findall(sample))
+    return cjk >= 2 and cjk >= non_ascii * MIN_CJK_SHARE
 
 
 def _cp1252_for_invalid_utf8(err: UnicodeDecodeError):

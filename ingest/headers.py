@@ -8,6 +8,10 @@ surrogate escapes. Everything here starts from those raw bytes again, so that th
   * raw 8-bit bytes inside or around encoded words;
   * charset labels that lie (see `charsets`), and 8-bit headers with no label at all, tried as UTF-8, then the
     charsets the message declares, then Windows-1252.
+Addresses (RFC 5322 3.4) as real mail writes them: a display name with brackets or bars in it
+(`Max Kohl | [example.com] <kohl@example.com>`), an address after a bare name (`Test test@example.com`), the
+only address inside a comment (`Name (hans@example.com)`). An entry without `@` is no mailbox of a recipient
+list (`To: Recipients`).
 Dates use mail-parser's RFC 5322 date reader after the standard library's.
 """
 from __future__ import annotations
@@ -44,6 +48,13 @@ _MONTHS.update({'jän': 1, 'mär': 3, 'mrz': 3, 'mai': 5, 'okt': 10, 'dez': 12, 
 _SIMPLE_MAILBOX = re.compile(
     r'\s*(?:(?:"([^"\\]*)"|([^<>",;:()@\\\[\]]*?))\s*<([^<>\s@",;()]+@[^<>\s@",;()]+)>'
     r'|([^<>\s@",;:()]+@[^<>\s@",;:()]+))\s*$')
+
+# A mailbox whose display name holds characters the RFC 5322 parser reads as structure (`[`, `]`, `|`, `@`).
+_LENIENT_MAILBOX = re.compile(r'\s*([^<>",;:()]*?)\s*<([^<>\s@",;()]+@[^<>\s@",;()]+)>\s*$')
+_BARE_ADDRESS = re.compile(r'\s*([^<>\s@",;:()]+@[^<>\s@",;:()]+)\s*$')
+# A name with the address only in a comment: `Hans Meier (hans@example.com)`.
+_ADDRESS_IN_COMMENT = re.compile(r'\s*([^<>@",;:()]*?)\s*\(\s*([^<>\s@",;:()]+@[^<>\s@",;:()]+)\s*\)\s*$')
+_LOCAL_PART_ONLY = re.compile(r'[A-Za-z0-9._+-]+')
 
 
 def raw_bytes(value) -> bytes:
@@ -145,11 +156,33 @@ def plain_ascii(value) -> bool:
 # ------------------------------------------------------------------------------------------------ addresses
 
 def parse_addresses(values: list, fallbacks: Iterable[str] = ()) -> list[Address]:
-    """Parse address header values (To, Cc, ...) into Address(name, email), tolerant of odd real-world forms."""
+    """Parse address header values into Address(name, email), tolerant of odd real-world forms; entries
+    without an address (`"Name" <>`, `MAILER-DAEMON`) are kept."""
     found: list[Address] = []
     for value in values:
         found.extend(_parse_address_value(value, fallbacks))
     return found
+
+
+def parse_mailboxes(values: list, fallbacks: Iterable[str] = ()) -> list[Address]:
+    """The mailboxes of recipient headers (To, Cc, Reply-To): an entry without `@` is no mailbox."""
+    return [a for a in parse_addresses(values, fallbacks) if '@' in a.email]
+
+
+def choose_sender(candidates: Iterable[list]) -> Address | None:
+    """The sender from the From, Sender and Reply-To values, in that order: the first mailbox with an `@`;
+    else a bare local part such as `MAILER-DAEMON (Mail Delivery System)`; else a display name alone."""
+    bare = named = None
+    for values, fallbacks in candidates:
+        for value in values:
+            for address in _parse_address_value(value, fallbacks):
+                if '@' in address.email:
+                    return address
+                if bare is None and _LOCAL_PART_ONLY.fullmatch(address.email):
+                    bare = address
+                if named is None and address.name and not address.email:
+                    named = address
+    return bare or named
 
 
 def _parse_address_value(value, fallbacks: Iterable[str]) -> list[Address]:
@@ -163,6 +196,9 @@ def _parse_address_value(value, fallbacks: Iterable[str]) -> list[Address]:
     if simple:   # the common `Name <a@b>` / `"Name" <a@b>` / `a@b`: the full RFC 5322 parser is 10x slower
         name = simple.group(1) if simple.group(1) is not None else (simple.group(2) or '')
         return [_address(name, simple.group(3) or simple.group(4), fallbacks)]
+    lenient = _lenient_mailboxes(text)
+    if lenient is not None:
+        return [_address(name, addr, fallbacks) for name, addr in lenient]
     pairs = _getaddresses(text)
     if any('=?' in addr for _, addr in pairs):
         # The whole mailbox was put inside an encoded word: decode first, then parse.
@@ -170,6 +206,29 @@ def _parse_address_value(value, fallbacks: Iterable[str]) -> list[Address]:
     if not any(c in text for c in '@<,(') and ' ' in text.strip():
         pairs = [(text.strip().strip('"'), '')]     # a display name alone: "John Doe" or John Doe
     return _merge_split_names([_address(name, addr, fallbacks) for name, addr in pairs])
+
+
+def _lenient_mailboxes(text: str) -> list[tuple[str, str]] | None:
+    """(name, address) pairs when every comma-separated entry is `name <a@b>`, a bare `a@b` or `name (a@b)`
+    with a name the RFC 5322 parser would break apart; None when the full parser is needed."""
+    if '"' in text or '=?' in text:
+        return None
+    pairs = []
+    for entry in text.split(','):
+        mailbox = _LENIENT_MAILBOX.match(entry)
+        if mailbox:
+            pairs.append((mailbox.group(1), mailbox.group(2)))
+            continue
+        bare = _BARE_ADDRESS.match(entry)
+        if bare:
+            pairs.append(('', bare.group(1)))
+            continue
+        commented = _ADDRESS_IN_COMMENT.match(entry)
+        if commented:
+            pairs.append((commented.group(1), commented.group(2)))
+            continue
+        return None
+    return pairs
 
 
 def _getaddresses(text: str) -> list[tuple[str, str]]:
@@ -201,7 +260,18 @@ def _address(name: str, addr: str, fallbacks: Iterable[str]) -> Address:
     addr = clean_text(addr.strip().strip('<>').strip())
     if not addr and '@' in name and ' ' not in name:
         name, addr = '', name
+    if ' ' in addr and '@' in addr and not name:
+        name, addr = _split_name_from_address(addr)
     return Address(name=name, email=addr)
+
+
+def _split_name_from_address(addr: str) -> tuple[str, str]:
+    """`Test test@example.com` (no angle brackets) is the name `Test` and the address `test@example.com`.
+    (What stands inside angle brackets stays one address, spaces and all.)"""
+    words = addr.split()
+    at = max(i for i, word in enumerate(words) if '@' in word)
+    rest = ' '.join(words[:at] + words[at + 1:]).strip('"\'').strip()
+    return rest, words[at].strip('<>')
 
 
 def _merge_split_names(addresses: list[Address]) -> list[Address]:

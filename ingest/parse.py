@@ -4,8 +4,9 @@ The MIME structure comes from the standard library's `email` package (compat32 p
 bytes as surrogate escapes so nothing is lost before our repairs); dates fall back to mail-parser's RFC 5322
 reader; everything a peer parser gets wrong is repaired in `headers`, `charsets`, `parts` and `attachments`.
 Limits (message size, MIME depth and part count, HTML size) make hostile input cost bounded time: what is past a
-limit is left out with a defect, never a crash or a hang. Input that is not a message at all raises
-`NotAMessage` with the reason.
+limit is left out with a defect, never a crash or a hang. An Outlook .msg file (MS-OXMSG) is first turned into
+the MIME message it holds (`outlook`); a few stray lines before a real header block are skipped with a defect.
+Input that is not a message at all raises `NotAMessage` with the reason.
 """
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from . import classify
+from . import classify, outlook
+from .bodies import BodyLimits, compose_bodies
 from .charsets import clean_text
-from .headers import decode_unstructured, parse_addresses, parse_date, parse_message_id, parse_message_ids, raw_bytes, unfold
+from .headers import choose_sender, decode_unstructured, parse_date, parse_mailboxes, parse_message_id, parse_message_ids, raw_bytes, unfold
 from .model import Address, ParsedMail
 from .parts import DeclaredCharsets, WalkLimits, iter_parts, walk
-from .sanitize import MAX_HTML_DEPTH, html_to_text, sanitize_html, strip_tags
+from .sanitize import MAX_HTML_DEPTH
 from .structure import repair_header_folding
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 
 class NotAMessage(ValueError):
-    """The input is not an RFC 822 message at all (empty, binary, an Outlook .msg file...)."""
+    """The input is not an RFC 822 message at all (empty, binary, a headerless fragment, an unreadable
+    Outlook .msg file...)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,6 @@ class ParseLimits:
 DEFAULT_LIMITS = ParseLimits()
 
 _MAGIC = (
-    (b'\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1', 'an Outlook .msg file (OLE2 compound document), not an RFC 822 message'),
     (b'%PDF-', 'a PDF document, not an RFC 822 message'),
     (b'PK\x03\x04', 'a ZIP archive, not an RFC 822 message'),
     (b'\x89PNG', 'a PNG image, not an RFC 822 message'),
@@ -61,8 +63,18 @@ _KNOWN_FIELD = re.compile(rb'(?:^|\n)(?:from|to|cc|subject|date|message-id|recei
 _LEADING_BLANK_LINES = re.compile(rb'(?:[ \t]*\r?\n)+')
 
 
+MAX_LINES_BEFORE_HEADER = 3      # stray lines (`---- Original email message ----`) skipped before a header block
+MIN_KNOWN_FIELDS_AFTER_STRAY_LINES = 2
+
+
 def reject_non_message(raw: bytes) -> None:
     """Raise NotAMessage unless `raw` starts like an RFC 822 message (optionally after an mbox `From ` line)."""
+    header_start(raw)
+
+
+def header_start(raw: bytes) -> int:
+    """Where the header block starts: 0, or after a few stray lines that are followed by a real header block
+    of known fields. Raises NotAMessage, with the reason, for input that is not a message."""
     if not raw.strip():
         raise NotAMessage('empty file')
     for magic, reason in _MAGIC:
@@ -74,10 +86,39 @@ def reject_non_message(raw: bytes) -> None:
     lines = head.split(b'\n', 2)
     first = lines[1] if lines[0].startswith(b'From ') and len(lines) > 1 else lines[0]
     if not _HEADER_LINE.match(first):
-        raise NotAMessage('no RFC 822 header at the start (first line: %r)' % first[:60].decode('latin-1'))
+        skipped = _stray_lines_before_header(raw)
+        if skipped is None:
+            raise NotAMessage('no RFC 822 header at the start (first line: %r)' % first[:60].decode('latin-1'))
+        return skipped
     header_block = strip_leading_blank_lines(raw[:65536]).split(b'\n\n', 1)[0].split(b'\r\n\r\n', 1)[0]
     if not _KNOWN_FIELD.search(header_block):
         raise NotAMessage('no RFC 5322 or MIME header field (From, To, Subject, Date, Content-Type...) at the start')
+    return 0
+
+
+def _stray_lines_before_header(raw: bytes) -> int | None:
+    """The length of at most MAX_LINES_BEFORE_HEADER lines that are not header fields but are followed by a
+    header block with known fields (From, To, Subject...); None when no such block follows."""
+    data = strip_leading_blank_lines(raw[:65536])
+    offset = len(raw[:65536]) - len(data)
+    pos = 0
+    for _ in range(MAX_LINES_BEFORE_HEADER):
+        end = data.find(b'\n', pos)
+        if end < 0:
+            return None
+        pos = end + 1
+        rest = data[pos:]
+        if not _HEADER_LINE.match(rest):
+            continue
+        block = re.split(rb'\r?\n\r?\n', rest, maxsplit=1)[0]
+        known = len(_KNOWN_FIELD.findall(b'\n' + block))
+        if known >= MIN_KNOWN_FIELDS_AFTER_STRAY_LINES and _all_header_lines(block):
+            return offset + pos
+    return None
+
+
+def _all_header_lines(block: bytes) -> bool:
+    return all(_HEADER_LINE.match(line) or line[:1] in (b' ', b'\t') for line in block.split(b'\n') if line.strip())
 
 
 def strip_leading_blank_lines(raw: bytes) -> bytes:
@@ -88,9 +129,15 @@ def strip_leading_blank_lines(raw: bytes) -> bytes:
 
 def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
     """Parse one message. Raises NotAMessage for input that is not a message; never raises otherwise."""
-    reject_non_message(raw)
     defects: list[str] = []
     size = len(raw)
+    if outlook.is_outlook_msg(raw):
+        raw = _outlook_message(raw, defects)
+    start = header_start(raw)
+    if start:
+        defects.append('%d bytes of text before the header block were skipped: %r'
+                       % (start, raw[:min(start, 80)].decode('utf-8', 'replace').strip()))
+        raw = raw[start:]
     if size > limits.max_message_bytes:
         defects.append('message of %d bytes exceeds the %d byte limit; only the first %d bytes were parsed'
                        % (size, limits.max_message_bytes, limits.max_message_bytes))
@@ -99,6 +146,17 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMai
     if not message.keys():
         raise NotAMessage('no RFC 822 header fields found')
     return _build(message, limits, defects, size)
+
+
+def _outlook_message(raw: bytes, defects: list[str]) -> bytes:
+    """The RFC 822 message inside an Outlook .msg file; NotAMessage when it cannot be read."""
+    try:
+        message, found = outlook.msg_to_mime(raw)
+    except outlook.UnreadableMsg as unreadable:
+        raise NotAMessage(str(unreadable)) from None
+    defects.append('Outlook .msg file, read as the RFC 822 message it holds')
+    defects.extend(found)
+    return message
 
 
 def _parse_structure(raw: bytes, defects: list[str]) -> Message:
@@ -124,13 +182,10 @@ def _build(message: Message, limits: ParseLimits, defects: list[str], size: int)
     walked = walk(message, WalkLimits(limits.max_depth, limits.max_parts), fallbacks)
     defects.extend(walked.defects)
     defects.extend(_stdlib_defects(message, limits.max_parts))
-    raw_html = '\n'.join(walked.html)
-    html = _clean_html(raw_html, limits, defects) if walked.html else None
-    text = '\n'.join(walked.plain)
-    if not text.strip() and html:
-        text = _text_from_html(html, limits, defects)
-    elif not text.strip() and walked.html and html is None:
-        text = strip_tags(raw_html[:limits.max_html_to_text_bytes])
+    bodies = compose_bodies(walked.bodies, BodyLimits(limits.max_html_bytes, limits.max_html_to_text_bytes,
+                                                      limits.max_html_depth))
+    defects.extend(bodies.defects)
+    text, html = bodies.text, bodies.html
     subject = decode_unstructured(_first(headers, 'subject'), fallbacks)
     sender = _sender(headers, fallbacks)
     content_type = message.get_content_type()
@@ -139,9 +194,9 @@ def _build(message: Message, limits: ParseLimits, defects: list[str], size: int)
         message_id=parse_message_id(_first(headers, 'message-id')) if 'message-id' in headers else None,
         subject=subject,
         from_=sender,
-        to=tuple(parse_addresses(headers.get('to', []), fallbacks)),
-        cc=tuple(parse_addresses(headers.get('cc', []), fallbacks)),
-        reply_to=tuple(parse_addresses(headers.get('reply-to', []), fallbacks)),
+        to=tuple(parse_mailboxes(headers.get('to', []), fallbacks)),
+        cc=tuple(parse_mailboxes(headers.get('cc', []), fallbacks)),
+        reply_to=tuple(parse_mailboxes(headers.get('reply-to', []), fallbacks)),
         date=parse_date(_first(headers, 'date')),
         in_reply_to=tuple(parse_message_ids(_first(headers, 'in-reply-to'))),
         references=tuple(parse_message_ids(' '.join(_texts(headers.get('references', []))))),
@@ -166,32 +221,9 @@ def _texts(values: list) -> list[str]:
 
 
 def _sender(headers: dict[str, list], fallbacks: Iterable[str]) -> Address | None:
-    """The first mailbox of the first From header that has one (duplicate From headers happen), else Sender."""
-    for name in ('from', 'sender'):
-        for value in headers.get(name, []):
-            found = parse_addresses([value], fallbacks)
-            if found:
-                return found[0]
-    return None
-
-
-def _clean_html(html: str, limits: ParseLimits, defects: list[str]) -> str | None:
-    """The sanitised HTML body; None (with a defect) for HTML nested too deeply to sanitise in bounded time."""
-    if len(html) > limits.max_html_bytes:
-        defects.append('HTML body of %d characters cut to %d before sanitising' % (len(html), limits.max_html_bytes))
-        html = html[:limits.max_html_bytes]
-    cleaned = sanitize_html(html, max_depth=limits.max_html_depth)
-    if cleaned is None:
-        defects.append('HTML body nested deeper than %d elements; dropped, its text kept' % limits.max_html_depth)
-    return cleaned
-
-
-def _text_from_html(html: str, limits: ParseLimits, defects: list[str]) -> str:
-    if len(html) > limits.max_html_to_text_bytes:
-        defects.append('HTML body too large to convert to text in full; converted the first %d characters'
-                       % limits.max_html_to_text_bytes)
-        html = html[:limits.max_html_to_text_bytes]
-    return clean_text(html_to_text(html))
+    """The first mailbox with an address across all From headers (duplicates happen), else Sender, else
+    Reply-To; a mailbox without an address is skipped while another has one."""
+    return choose_sender((headers.get(name, []), fallbacks) for name in ('from', 'sender', 'reply-to'))
 
 
 def _stdlib_defects(message: Message, max_parts: int) -> list[str]:

@@ -3,10 +3,15 @@ are attachments.
 
 Rules, applied to every message alike:
   * the body is every `text/plain` and `text/html` part of the message itself, in MIME order, that is not
-    marked `attachment` and carries no file name; parts inside an attached message (`message/rfc822`) are that
+    marked `attachment`; a part with a file name is body text only while no body came before it (a named
+    text part after the body is a file). Parts inside an attached message (`message/rfc822`) are that
     message's, not ours, so the attached message is one attachment;
+  * each body part is recorded with the `multipart/alternative` it belongs to (the outermost one), so that
+    alternatives give one text and one HTML and siblings in `multipart/mixed` give all of theirs (`bodies`);
+  * in `multipart/related` only the root (the `start` parameter, else the first part) is body; its other
+    text parts are resources, kept as attachments;
   * every other leaf part is an attachment, nameless binary parts included; a `message/delivery-status` report
-    is one attachment;
+    is one attachment; uuencoded files inside plain text (`begin 644 name` ... `end`) become attachments too;
   * a body part's charset comes from its Content-Type, else from an HTML `<meta charset>`, and is repaired by
     `charsets.decode_bytes`; `format=flowed` text (RFC 3676) is joined back into paragraphs;
   * nesting deeper than the limit and parts beyond the limit are skipped with a defect, never a crash.
@@ -44,10 +49,26 @@ class WalkLimits:
     max_parts: int
 
 
+@dataclass(frozen=True)
+class BodyText:
+    """One body part's text: `kind` is `plain` or `html`; `alternative` names the outermost
+    multipart/alternative it is inside (None for a part that is no alternative of another)."""
+    kind: str
+    text: str
+    alternative: int | None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where in the MIME tree a part is: inside which alternative, and whether it may be body at all (the
+    parts of multipart/related other than its root may not)."""
+    alternative: int | None = None
+    body: bool = True
+
+
 @dataclass
 class WalkResult:
-    plain: list[str] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
+    bodies: list[BodyText] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     reports: list[Message] = field(default_factory=list)     # message/delivery-status parts, for classify
@@ -146,19 +167,19 @@ def _find_declared_charsets(message: Message, limit: int) -> tuple[str, ...]:
 def walk(message: Message, limits: WalkLimits, fallbacks: Iterable[str]) -> WalkResult:
     result = WalkResult()
     taken_names: set[str] = set()
-    stack: list[tuple[Message, int]] = [(message, 0)]
+    stack: list[tuple[Message, int, Place]] = [(message, 0, Place())]
     seen = 0
     while stack:
-        part, depth = stack.pop()
+        part, depth, place = stack.pop()
         seen += 1
         if seen > limits.max_parts:
             result.defects.append('more than %d MIME parts; the rest were not read' % limits.max_parts)
             break
-        _visit(part, depth, stack, result, taken_names, limits, fallbacks)
+        _visit(part, depth, place, stack, result, taken_names, limits, fallbacks)
     return result
 
 
-def _visit(part: Message, depth: int, stack: list, result: WalkResult, taken_names: set[str],
+def _visit(part: Message, depth: int, place: Place, stack: list, result: WalkResult, taken_names: set[str],
            limits: WalkLimits, fallbacks: Iterable[str]) -> None:
     info = describe(part)
     content_type = info.content_type
@@ -178,10 +199,33 @@ def _visit(part: Message, depth: int, stack: list, result: WalkResult, taken_nam
         if depth >= limits.max_depth:
             result.defects.append('MIME nesting deeper than %d; inner parts were not read' % limits.max_depth)
             return
-        children = part.get_payload()
-        stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
+        children = [child for child in part.get_payload() if isinstance(child, Message)]
+        places = _child_places(part, info, place, children)
+        stack.extend((child, depth + 1, where) for child, where in reversed(list(zip(children, places))))
         return
-    _visit_leaf(part, info, result, taken_names, fallbacks, top_level=depth == 0)
+    _visit_leaf(part, info, place, result, taken_names, fallbacks, top_level=depth == 0)
+
+
+def _child_places(part: Message, info: PartInfo, place: Place, children: list[Message]) -> list[Place]:
+    """The place of each child: an alternative's children share its identity (the outermost one wins); of a
+    multipart/related only the root stays body (RFC 2387 3.2: the `start` part, else the first)."""
+    if info.content_type == 'multipart/alternative' and place.alternative is None:
+        place = Place(alternative=id(part), body=place.body)
+    if info.content_type != 'multipart/related' or len(children) < 2:
+        return [place] * len(children)
+    root = _related_root(info, children)
+    resource = Place(alternative=place.alternative, body=False)
+    return [place if i == root else resource for i in range(len(children))]
+
+
+def _related_root(info: PartInfo, children: list[Message]) -> int:
+    start = info.params.get('start') if 'start' in str(info.content_type_raw).lower() else None
+    wanted = _content_id(start.data.decode('utf-8', 'replace')) if start else None
+    if wanted:
+        for i, child in enumerate(children):
+            if _content_id(part_header(child, 'content-id')) == wanted:
+                return i
+    return 0
 
 
 def _repair_boundary(part: Message, result: WalkResult) -> Message:
@@ -193,18 +237,19 @@ def _repair_boundary(part: Message, result: WalkResult) -> Message:
     return fixed
 
 
-def _visit_leaf(part: Message, info: PartInfo, result: WalkResult, taken_names: set[str],
+def _visit_leaf(part: Message, info: PartInfo, place: Place, result: WalkResult, taken_names: set[str],
                 fallbacks: Iterable[str], top_level: bool = False) -> None:
     content_type, disposition = info.content_type, info.disposition
     filename = _declared_filename(info, fallbacks)
-    is_text_like = content_type in _BODY_TYPES or content_type.startswith('multipart/')
-    if is_text_like and disposition != 'attachment' and not filename:
-        _add_body(part, content_type, info.params, result, fallbacks)
+    is_body_type = content_type in _BODY_TYPES or content_type.startswith('multipart/')   # unsplittable: text
+    if is_body_type and place.body and disposition != 'attachment' and not filename:
+        _add_body(part, content_type, info.params, place, result, taken_names, fallbacks)
         return
-    if content_type in _BODY_TYPES and (disposition == 'inline' or (top_level and disposition != 'attachment')):
+    if content_type in _BODY_TYPES and place.body and not result.bodies and (
+            disposition == 'inline' or (top_level and disposition != 'attachment')):
         # RFC 2183: an inline text part is shown in the body; so is a single-part message's only text, whatever
-        # its name. Having a name, it is a file as well.
-        _add_body(part, content_type, info.params, result, fallbacks)
+        # its name. Having a name, it is a file as well. A named text part after the body is a file only.
+        _add_body(part, content_type, info.params, place, result, taken_names, fallbacks)
     if content_type == 'text/rfc822-headers':
         result.enclosed.append(_headers_only(part))
     if content_type == 'message/rfc822':      # an attached message the parser could not open (encoded, broken)
@@ -228,22 +273,27 @@ def _add(result: WalkResult, taken_names: set[str], attachment: Attachment) -> N
     taken_names.add(attachment.filename)
 
 
-def _add_body(part: Message, content_type: str, params: dict, result: WalkResult, fallbacks) -> None:
+def _add_body(part: Message, content_type: str, params: dict, place: Place, result: WalkResult,
+              taken_names: set[str], fallbacks) -> None:
     data = _payload_bytes(part)
     charset_param = params.get('charset')
     charset = charset_param.data.decode('ascii', 'replace') if charset_param else None
     if content_type == 'text/html' and not charset:
         found = _META_CHARSET.search(data[:4096])
         charset = found.group(1).decode('ascii') if found else None
-    text, note = decode_bytes(data, charset, fallbacks)
+    if content_type == 'text/plain' and b'begin ' in data:
+        data, files = att.extract_uuencoded(data)
+        for found in files:
+            _add(result, taken_names, found)
+    text, note = decode_bytes(data, charset, fallbacks, detect_cjk=True)
     if note:
         result.defects.append('%s part: %s' % (content_type, note))
     if content_type == 'text/html':
-        result.html.append(text)
+        result.bodies.append(BodyText('html', text, place.alternative))
         return
     if _is_flowed(params):
         text = unflow(text, _param_text(params, 'delsp') == 'yes')
-    result.plain.append(text)
+    result.bodies.append(BodyText('plain', text, place.alternative))
 
 
 def _is_flowed(params: dict) -> bool:

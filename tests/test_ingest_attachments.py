@@ -60,9 +60,21 @@ def test_content_id_local_part_is_used_without_other_names():
     assert names(with_parts(part)) == ['from-cid.pdf']
 
 
-def test_content_id_without_extension_gets_one_from_the_mime_type():
+def test_content_id_without_a_known_extension_does_not_name_the_file():
     part = b'Content-Type: image/png\nContent-ID: <logo@example.org>\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo='
-    assert names(with_parts(part)) == ['logo.png']
+    assert names(with_parts(part)) == ['image.png']
+
+
+def test_content_id_that_is_a_serial_number_gives_a_name_from_the_type():
+    part = (b'Content-Type: image/jpeg\nContent-ID: <32497.1617621278.2@mail.example.org>\n'
+            b'Content-Transfer-Encoding: base64\n\n/9j/4AAQ')
+    assert names(with_parts(part)) == ['image.jpg']
+
+
+def test_content_id_ending_in_a_known_extension_names_the_file():
+    part = (b'Content-Type: image/png\nContent-ID: <image001.png@01D2A1B2.C3D4E5F0>\n'
+            b'Content-Transfer-Encoding: base64\n\niVBORw0KGgo=')
+    assert names(with_parts(part)) == ['image001.png']
 
 
 def test_name_from_mime_type_is_the_last_resort():
@@ -234,7 +246,7 @@ def test_cid_image_in_multipart_related_is_inline_with_bare_content_id():
     assert image.content_id == 'logo123@example.org'
     assert image.inline is True
     assert image.content_type == 'image/png'
-    assert image.filename == 'logo123.png'
+    assert image.filename == 'image.png'         # `logo123` has no extension: the name comes from the type
     assert 'src="cid:logo123@example.org"' in mail.html
 
 

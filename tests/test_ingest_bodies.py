@@ -116,7 +116,7 @@ def test_attached_message_is_one_attachment_named_after_its_subject():
     assert attached.text.strip() == 'Inner plain text'
 
 
-def test_inline_text_part_with_file_name_is_shown_and_listed_as_attachment():
+def test_inline_text_part_with_file_name_after_the_body_is_a_file_only():
     raw = b'''From: a@example.org
 Subject: inline file
 Content-Type: multipart/mixed; boundary="b1"
@@ -133,11 +133,31 @@ Notes content.
 --b1--
 '''
     mail = parse_message(raw)
-    assert 'Body text.' in mail.text
-    assert 'Notes content.' in mail.text
+    assert mail.text.strip() == 'Body text.'
     assert [a.filename for a in mail.attachments] == ['notes.txt']
     assert mail.attachments[0].data.strip() == b'Notes content.'
     assert mail.attachments[0].inline is True
+
+
+def test_inline_text_part_with_file_name_before_any_body_is_shown_and_listed_as_attachment():
+    raw = b'''From: a@example.org
+Subject: inline file
+Content-Type: multipart/mixed; boundary="b1"
+
+--b1
+Content-Type: text/plain; name="message.txt"
+Content-Disposition: inline; filename="message.txt"
+
+The message itself.
+--b1
+Content-Type: application/pdf; name="a.pdf"
+
+%PDF-1.4
+--b1--
+'''
+    mail = parse_message(raw)
+    assert mail.text.strip() == 'The message itself.'
+    assert [a.filename for a in mail.attachments] == ['message.txt', 'a.pdf']
 
 
 def test_text_part_marked_attachment_is_not_shown_in_the_body():

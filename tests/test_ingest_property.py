@@ -10,7 +10,9 @@ import base64
 import json
 import os
 import re
+import struct
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, reject, settings
@@ -159,6 +161,32 @@ def mutated_messages(draw) -> bytes:
     return bytes(data)
 
 
+DATA = Path(__file__).resolve().parent / 'data'
+MSG_SEEDS = tuple((DATA / name).read_bytes() for name in ('outlook-mapi-only.msg', 'outlook-transport-headers.msg'))
+_MSG_VALUES = (b'\xff\xff\xff\xff', b'\xfe\xff\xff\xff', b'\xfd\xff\xff\xff', b'\x00\x00\x00\x00',
+               b'\x01\x00\x00\x00', struct.pack('<I', 0x7FFFFFFF), struct.pack('<I', 4096), b'\x05\x00\x00\x00')
+
+
+@st.composite
+def mutated_msg_files(draw) -> bytes:
+    """An Outlook .msg fixture with a few edits where they hurt most: sector numbers, sizes and directory
+    entries overwritten with special values (free, end of chain, huge), bytes flipped, the file cut."""
+    data = bytearray(draw(st.sampled_from(MSG_SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(('word', 'word', 'flip', 'cut', 'insert')))
+        if op == 'word':
+            pos = draw(st.integers(0, max(len(data) - 4, 0) // 4)) * 4
+            data[pos:pos + 4] = draw(st.sampled_from(_MSG_VALUES))
+        elif op == 'flip' and data:
+            data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
+        elif op == 'cut':
+            del data[draw(st.integers(8, len(data))):]
+        else:
+            pos = draw(st.integers(0, len(data)))
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=64))
+    return bytes(data)
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 def _strings(value, path='$'):
@@ -258,5 +286,20 @@ def test_mutated_messages_give_json_without_nul_or_surrogates(raw):
         raise
     except Exception:
         reject()
+    if mail is not None:
+        assert_clean_json(mail)
+
+
+def test_msg_seeds_parse():
+    for seed in MSG_SEEDS:
+        mail = parse_within_bound(seed)
+        assert mail is not None and mail.subject
+        assert_clean_json(mail)
+
+
+@FUZZ
+@given(mutated_msg_files())
+def test_mutated_msg_files_give_a_clean_parsed_mail_or_not_a_message_within_the_time_bound(raw):
+    mail = parse_within_bound(raw)
     if mail is not None:
         assert_clean_json(mail)

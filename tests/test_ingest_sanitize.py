@@ -152,3 +152,52 @@ def test_remote_image_with_leading_space_in_url_is_not_loaded():
 def test_protocol_relative_remote_image_is_not_loaded():
     cleaned = sanitize_html('<img src="//tracker.example/p.gif">')
     assert not re.search(r'\ssrc="\s*(https?:)?//', cleaned, re.I), cleaned
+
+
+# ---------------------------------------------------------------------------- URLs as a browser reads them
+
+DATA_IMAGE = '<img src="data:image/png;base64,iVBORw0KGgo=" alt="dot">'
+
+
+@pytest.mark.parametrize('href', ['&#1;data:text/html,x', 'da&#9;ta:text/html,x', 'data&#13;:text/html,x',
+                                  ' &#31;data:text/html,x', 'd&#10;ata:text/html,x', '&#1;javascript:alert(1)',
+                                  'java&#9;script:alert(1)', 'javascript&#13;:alert(1)', '&#x1f;vbscript:msgbox(1)',
+                                  'vb&#10;script:msgbox(1)', '&#100;ata:text/html,x'])
+@pytest.mark.parametrize('with_data_image', [False, True])
+def test_obfuscated_data_javascript_and_vbscript_links_never_survive(href, with_data_image):
+    cleaned = sanitize_html('<a href="%s">x</a>%s' % (href, DATA_IMAGE if with_data_image else ''))
+    assert 'href' not in cleaned
+    assert ('src="data:image/png' in cleaned) is with_data_image
+
+
+def test_obfuscated_data_url_on_an_image_is_judged_after_removing_tabs():
+    cleaned = sanitize_html('<img src="da&#9;ta:image/svg+xml,&lt;svg/&gt;">' + DATA_IMAGE)
+    assert 'svg' not in cleaned
+
+
+# ---------------------------------------------------------------------------- styles
+
+def test_background_and_border_longhands_with_colours_widths_and_styles_are_kept():
+    cleaned = sanitize_html('<table><tr><td style="background:#556677;border-top-width:2px;border-top-style:solid;'
+                            'border-top-color:#333333;border-bottom:1px dashed rgb(1, 2, 3)">x</td></tr></table>')
+    for kept in ('background:#556677', 'border-top-width:2px', 'border-top-style:solid',
+                 'border-top-color:#333333', 'border-bottom:1px dashed rgb(1, 2, 3)'):
+        assert kept in cleaned
+
+
+@pytest.mark.parametrize('declaration', [
+    'background:url(https://evil.example/a.png)', 'border:1px solid url(https://evil.example/b)',
+    'width:expression(alert(1))', 'color:u\\72l(https://evil.example/c)', 'font-family:x;behavior:url(x.htc)',
+    'margin:0 -moz-binding', 'padding:1px @import', 'background:image-set("https://evil.example/d.png" 1x)',
+    'border-left-color:red url(https://evil.example/e)'])
+def test_style_values_that_could_load_or_run_something_are_removed(declaration):
+    cleaned = sanitize_html('<p style="color:red;%s">x</p>' % declaration)
+    assert 'url' not in cleaned and 'expression' not in cleaned and 'evil' not in cleaned
+    assert 'binding' not in cleaned and '@import' not in cleaned and 'image-set' not in cleaned
+    assert 'color:red' in cleaned
+
+
+def test_background_with_an_image_keeps_its_colour_only():
+    cleaned = sanitize_html('<div style="background:#ffcc00 url(https://evil.example/bg.png) no-repeat">x</div>')
+    assert 'url' not in cleaned
+    assert 'background-color:#ffcc00' in cleaned

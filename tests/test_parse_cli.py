@@ -125,7 +125,7 @@ def test_non_messages_between_good_files_get_an_error_and_exit_status_1(files):
     assert good1['error'] is None and good1['subject'] == 'Frage zur Rechnung März'
     assert good2['error'] is None and good2['subject'] == 'Second message'
     assert 'empty' in empty['error']
-    assert 'Outlook' in outlook['error']
+    assert 'Outlook' in outlook['error']       # a compound-file header and nothing else: unreadable
     for bad in (empty, outlook):
         assert bad['subject'] is None and bad['attachments'] == [] and bad['bounce'] is None
 
@@ -172,8 +172,8 @@ NOT_CORPUS_MESSAGES = {'expected.jsonl', 'PROVENANCE.md', 'README.md', 'score.py
 # The corpus files that are not RFC 822 messages, with a word their error reason must contain.
 EXPECTED_ERRORS = {
     'cpython/msg_19.txt': 'no RFC 822 header',        # a digest fragment: no header fields at all
-    'mail-parser/mail_outlook_1': 'Outlook',          # an Outlook .msg (OLE2) file
 }
+# mail-parser/mail_outlook_1 is an Outlook .msg file: it is read as the message it holds.
 
 
 def test_corpus_files_that_are_not_messages():
@@ -192,3 +192,14 @@ def test_corpus_files_that_are_not_messages():
     for path, word in EXPECTED_ERRORS.items():
         assert word in errors[path], (path, errors[path])
     assert done.returncode == 1
+
+
+def test_outlook_msg_file_is_parsed_like_the_mail_it_holds(tmp_path):
+    fixture = Path(__file__).resolve().parent / 'data' / 'outlook-transport-headers.msg'
+    (tmp_path / 'exported.msg').write_bytes(fixture.read_bytes())
+    done = run_parse('--json', 'exported.msg', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [obj] = json_lines(done)
+    assert obj['error'] is None
+    assert obj['subject'] == 'Question about invoice 17'
+    assert obj['from'] == {'name': 'Ann Köhler', 'email': 'ann@customer.example'}
