@@ -362,3 +362,29 @@ class TicketPage:
     """A page of tickets and how many match the filter in all."""
     total: int
     tickets: tuple[TicketRecord, ...]
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """What iService's response shows of a ticket beyond what a reply needs: its thread properties (kept in its
+    custom fields), its category (iService's topic) and its owner."""
+    thread_properties: tuple = ()
+    category: str = ''
+    owner_id: int | None = None
+    owner_name: str | None = None
+
+
+UNASSIGNED, ROUND_ROBIN = 0, 2147483647      # SuperOffice's OwnedBy.AssociateId: nobody, or the mailbox's rule
+
+
+@dataclass(frozen=True)
+class TicketSave:
+    """An agent's save of a TicketEntity (SuperOffice SaveTicketEntity, seed 002): the ticket (None: a new one)
+    and only the fields the request gave, already read (`changes` keys: title, base_status, status, category,
+    priority, owned_by, tags, deadline, connect_id, custom_fields)."""
+    ticket_id: int | None
+    changes: dict
+    person_email: str | None = None
+    person_name: str = ''
+    from_address: str | None = None
+    mailbox_id: int | None = None

@@ -8,7 +8,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ..model import TicketRecord
+from ..model import CaseContext, TicketRecord
 from .batches import upsert_persons
 from .tickets import _TICKET, _record, ticket_messages
 
@@ -73,6 +73,11 @@ def ticket_of_interaction(conn: psycopg.Connection, interaction_id: int) -> tupl
                         (interaction_id,)).fetchone()
 
 
-def custom_fields(conn: psycopg.Connection, ticket_id: int) -> dict:
-    row = conn.execute('SELECT custom_fields FROM ticket WHERE ticket_id = %s', (ticket_id,)).fetchone()
-    return row[0] if row else {}
+def case_context(conn: psycopg.Connection, ticket_id: int) -> CaseContext:
+    row = conn.execute('SELECT t.custom_fields -> %s, t.category, t.owned_by, a.full_name FROM ticket t '
+                       'LEFT JOIN agent a ON a.agent_id = t.owned_by WHERE t.ticket_id = %s',
+                       (THREAD_PROPERTIES, ticket_id)).fetchone()
+    if row is None:
+        return CaseContext()
+    properties = row[0] if isinstance(row[0], list) else []
+    return CaseContext(tuple(p for p in properties if isinstance(p, dict)), row[1], row[2], row[3])
