@@ -8,8 +8,8 @@ decides on that mode when it is first imported, so it is imported here only when
 """
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from types import SimpleNamespace
 
 MULTIPROCESS_VARIABLE = 'PROMETHEUS_MULTIPROC_DIR'
@@ -25,8 +25,20 @@ def multiprocess_directory() -> str | None:
     return os.environ.get(MULTIPROCESS_VARIABLE) or None
 
 
-@functools.cache
+_CREATED: list[SimpleNamespace] = []
+_CREATING = threading.Lock()
+
+
 def _metrics() -> SimpleNamespace:
+    """The metrics, made on first use (once, whichever thread asks first)."""
+    if not _CREATED:
+        with _CREATING:
+            if not _CREATED:
+                _CREATED.append(_make())
+    return _CREATED[0]
+
+
+def _make() -> SimpleNamespace:
     import prometheus_client as prometheus
     return SimpleNamespace(
         smtp_replies=prometheus.Counter('postdesk_smtp_replies', 'SMTP and LMTP replies sent, by protocol and code',

@@ -73,8 +73,9 @@ class TicketEntityIn(Open):
 
 
 class TicketEntity(Open):
-    TicketId: int
-    Title: str
+    """SaveTicketEntity's and GET Ticket's answer; with $select, the fields not named are null."""
+    TicketId: int | None = None
+    Title: str | None = None
     CreatedAt: str | None = None
     LastChanged: str | None = None
     BaseStatus: str | None = None
