@@ -99,6 +99,18 @@ def test_errors_are_json_with_their_status(api, tokens):
         assert response.json()['Status'] == response.status_code and response.json()['Error']
 
 
+def test_a_message_over_max_message_bytes_gets_413_and_is_not_stored(db_url, tmp_path, tokens, conn):
+    running = Server(db_url, tmp_path, {'POSTDESK_MAX_MESSAGE_BYTES': '5000'}, args=('--smtp', 'off', '--lmtp', 'off'))
+    try:
+        with client(running, tokens['anna']) as http:
+            big = post_mail(http, make_message(body='x' * 6000 + '\n'))
+            small = post_mail(http, make_message(message_id='<small@customer.example>'))
+    finally:
+        running.stop()
+    assert (big.status_code, small.status_code) == (413, 200)
+    assert conn.execute('SELECT count(*) FROM raw_message').fetchone()[0] == 1
+
+
 def test_text_json_is_json_too(api, tokens):
     with client(api, tokens['anna']) as http:
         answer = http.post(MAIL_PATH, content=json.dumps({'MailboxId': 1, 'Data': make_message().decode()}),
@@ -204,7 +216,8 @@ def test_select_nulls_the_fields_not_named(api, tokens):
     with client(api, tokens['anna']) as http:
         selected = post_mail(http, make_message(), **{'$select': 'ticketid,Title,category/id'}).json()
     assert selected['TicketId'] and selected['Title'] == 'Order 1001 has not arrived'
-    assert all(value is None for key, value in selected.items() if key not in ('TicketId', 'Title'))
+    assert selected['CategoryName'] == ''                  # category/id names the category
+    assert all(value is None for key, value in selected.items() if key not in ('TicketId', 'Title', 'CategoryName'))
 
 
 def test_unknown_mailbox_is_404_and_missing_data_400(api, tokens):

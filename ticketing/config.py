@@ -16,7 +16,8 @@ variables, which win over the file. Every setting has a default that works on a 
     smtp = "127.0.0.1:2525"                           # POSTDESK_SMTP_LISTEN; "" = no SMTP listener
     lmtp = "127.0.0.1:2424"                           # POSTDESK_LMTP_LISTEN; or "unix:/run/postdesk/lmtp.sock"
     http = "127.0.0.1:8080"                           # POSTDESK_HTTP_LISTEN; "off" = no HTTP API
-    http_max_body_bytes = 52494336                    # POSTDESK_HTTP_MAX_BODY; larger request bodies get 413
+    http_max_body_bytes = 52494336                    # POSTDESK_HTTP_MAX_BODY; larger bodies get 413 (default:
+                                                      # twice max_message_bytes and 64 KB)
     http_pool_size = 8                                # the API's database connections (each pool)
     api_token_key = "..."                             # POSTDESK_API_TOKEN_KEY; unset: a key kept in the database
     metrics_token = "..."                             # POSTDESK_METRICS_TOKEN; /metrics off loopback needs it
@@ -73,7 +74,7 @@ class Config:
     smtp_listen: str = '127.0.0.1:2525'
     lmtp_listen: str = '127.0.0.1:2424'
     http_listen: str = '127.0.0.1:8080'
-    http_max_body_bytes: int = 2 * MAX_MESSAGE_BYTES + 65536     # a message as a JSON string, escapes included
+    http_max_body_bytes: int = 0         # 0: twice max_message_bytes and 64 KB (a message as a JSON string)
     http_pool_size: int = 8
     api_token_key: str = ''
     metrics_token: str = ''
@@ -97,6 +98,9 @@ class Config:
     delivery_workers: int = 1
     ack_per_hour: int = 10
     timezone: str = 'UTC'
+
+    def http_body_limit(self) -> int:
+        return self.http_max_body_bytes or 2 * self.max_message_bytes + 65536
 
     def ticket_url(self, ticket_id: int) -> str:
         return self.ticket_url_template.format(ticket_id=ticket_id)

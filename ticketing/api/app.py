@@ -270,6 +270,6 @@ def create_app(state: ApiState) -> FastAPI:
     app.add_exception_handler(Exception, on_defect)
     for module in (metrics, superoffice, iservice):
         app.include_router(module.router)
-    app.add_middleware(Guard, max_body=state.config.http_max_body_bytes)
+    app.add_middleware(Guard, max_body=state.config.http_body_limit())
     app.openapi = lambda: openapi_document(app)
     return app

@@ -88,5 +88,5 @@ async def start_api(config: Config, host: str, port: int) -> ApiServer:
     bound = sock.getsockname()
     address = '%s:%d' % (bound[0], bound[1])
     log.info('HTTP listening on %s (max %d bytes per request body, %d database connections)', address,
-             config.http_max_body_bytes, config.http_pool_size)
+             config.http_body_limit(), config.http_pool_size)
     return ApiServer(server, task, pools, address)

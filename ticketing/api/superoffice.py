@@ -53,6 +53,8 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
         raise ApiError(400, 'BadRequest', 'Data: the message is empty')
     state = state_of(request)
     data = body.Data.encode('utf-8', 'surrogateescape')
+    if len(data) > state.config.max_message_bytes:
+        raise ApiError(413, 'PayloadTooLarge', 'the message is larger than %d bytes' % state.config.max_message_bytes)
     try:
         result = await run_operation(request, create_from_mail, state.config, agent, body.MailboxId, data)
     except UnknownMailboxId:

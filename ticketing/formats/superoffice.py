@@ -164,11 +164,13 @@ def message_entity(message: MessageDetail, zone: Zone = None) -> dict:
 
 
 def select_fields(obj: dict, select: str | None) -> dict:
-    """`$select=name,department,category/id`: the fields not named are nulled (names compared case-insensitively;
-    for a path, its first step names the field)."""
+    """`$select=name,department,category/id`: the fields not named are nulled. Names are compared
+    case-insensitively; for a path, its first step names the field; `category` also names CategoryName and
+    `ticket` TicketId (TicketInfo's fields are the entities' names with Name or Id after them)."""
     if not select or not select.strip():
         return obj
     named = {part.split('/')[0].strip().lower() for part in select.split(',') if part.strip()}
+    named |= {name + suffix for name in named for suffix in ('name', 'id')}
     return {key: value if key.lower() in named else None for key, value in obj.items()}
 
 
