@@ -1,7 +1,7 @@
 """The status vocabulary and the allowed transitions, each with the action its audit entry records.
 
 Tickets have a base status (SuperOffice's BaseStatus, seed 002: active, closed, postponed, deleted) and a status
-shown to agents (Open, Closed, Waiting for customer). Interactions (iService, seed 000) are Received when a
+shown to agents (Open, Closed, Waiting for customer, Postponed, Deleted; an agent's save moves between them). Interactions (iService, seed 000) are Received when a
 customer's message came in; an outbound one is Unsent until the relay takes it (Sent) or delivery fails for
 good (Failed), and a failed one can be queued again. The spool, outbox and quarantine rows have states of their
 own. `schema.sql` holds the same values in CHECK constraints; a test keeps the two equal.
