@@ -56,6 +56,25 @@ CREATE TABLE IF NOT EXISTS agent (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS agent_email_idx ON agent (lower(email));
+-- Agents of the HTTP API: a role (an agent works on its mailboxes' tickets, an admin on all), whether it may sign
+-- in, and its secrets as hashes only: the password as argon2id, the API token as HMAC-SHA256 under the server's
+-- key (postdesk_meta 'api_token_key' unless configured), so that checking a token costs one index probe.
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS role text NOT NULL DEFAULT 'agent';
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS active boolean NOT NULL DEFAULT true;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS password_hash text;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS token_hash bytea;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS token_created_at timestamptz;
+CREATE UNIQUE INDEX IF NOT EXISTS agent_token_key ON agent (token_hash) WHERE token_hash IS NOT NULL;
+ALTER TABLE agent DROP CONSTRAINT IF EXISTS agent_role_known,
+    ADD CONSTRAINT agent_role_known CHECK (role IN ('agent', 'admin'));
+
+-- The mailboxes an agent works for (it sees and operates on their tickets).
+CREATE TABLE IF NOT EXISTS agent_mailbox (
+    agent_id   integer NOT NULL REFERENCES agent ON DELETE CASCADE,
+    mailbox_id integer NOT NULL REFERENCES mailbox ON DELETE CASCADE,
+    PRIMARY KEY (agent_id, mailbox_id)
+);
+CREATE INDEX IF NOT EXISTS agent_mailbox_mailbox_idx ON agent_mailbox (mailbox_id);
 
 -- Genesys: interactions are placed in queues (shared) and workbins (an agent's or a group's holding area).
 CREATE TABLE IF NOT EXISTS queue (
@@ -105,6 +124,10 @@ CREATE TABLE IF NOT EXISTS ticket (
 CREATE INDEX IF NOT EXISTS ticket_mailbox_status_idx ON ticket (mailbox_id, base_status, last_changed DESC);
 CREATE INDEX IF NOT EXISTS ticket_person_idx ON ticket (person_id);
 CREATE INDEX IF NOT EXISTS ticket_connect_idx ON ticket (connect_id) WHERE connect_id IS NOT NULL;
+-- SuperOffice's Deadline; the API lists tickets newest change first, and the round robin counts an agent's open ones.
+ALTER TABLE ticket ADD COLUMN IF NOT EXISTS deadline timestamptz;
+CREATE INDEX IF NOT EXISTS ticket_last_changed_idx ON ticket (last_changed DESC, ticket_id DESC);
+CREATE INDEX IF NOT EXISTS ticket_owner_idx ON ticket (owned_by, base_status) WHERE owned_by IS NOT NULL;
 
 -- Every inbound message's bytes, stored before anything else can fail, with its envelope when it came by SMTP.
 CREATE TABLE IF NOT EXISTS raw_message (
@@ -249,7 +272,8 @@ CREATE INDEX IF NOT EXISTS outbox_ack_recent_idx ON outbox (created_at) WHERE ki
 -- The status vocabulary of ticketing/statuses.py (a test keeps the two equal). Dropped and added again, so that an
 -- upgrade applies a changed list to an existing database.
 ALTER TABLE ticket DROP CONSTRAINT IF EXISTS ticket_status_known,
-    ADD CONSTRAINT ticket_status_known CHECK (status IN ('Open', 'Closed', 'Waiting for customer'));
+    ADD CONSTRAINT ticket_status_known CHECK (status IN ('Open', 'Closed', 'Waiting for customer', 'Postponed',
+                                                      'Deleted'));
 ALTER TABLE interaction DROP CONSTRAINT IF EXISTS interaction_status_known,
     ADD CONSTRAINT interaction_status_known CHECK (status IN ('Received', 'Unsent', 'Sent', 'Failed'));
 ALTER TABLE status_audit DROP CONSTRAINT IF EXISTS status_audit_target_known,

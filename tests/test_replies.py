@@ -12,7 +12,7 @@ from ingest import parse_message
 from mails import MAILBOX, make_bounce, make_message
 
 CUSTOMER = 'anna@customer.example'
-RESPONSE_KEYS = {'errors', 'errorDetails', 'row', 'details', 'response'}
+RESPONSE_KEYS = {'errors', 'errorDetails', 'numCanGet', 'numCanApprove', 'row', 'details', 'response'}
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -26,14 +26,17 @@ class Server:
     def __init__(self, db_url: str, tmp_path, extra_env: dict | None = None, args=()):
         env = {'DATABASE_URL': db_url, 'PATH': '/usr/bin:/bin', 'POSTDESK_DATABASE_TIMEOUT': '2',
                'POSTDESK_SHUTDOWN_GRACE': '5', **(extra_env or {})}
+        command = ['serve', '--smtp', '127.0.0.1:0', '--lmtp', '127.0.0.1:0', '--http', '127.0.0.1:0', *args]
         self.process = subprocess.Popen(
-            [postdesk_executable(), 'serve', '--smtp', '127.0.0.1:0', '--lmtp', '127.0.0.1:0', *args],
+            [postdesk_executable(), *command],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.smtp_port = self._port('SMTP')
-        self.lmtp_port = self._port('LMTP')
+        on = {kind: _last_value(command, '--' + kind.lower()) != 'off' for kind in ('SMTP', 'LMTP', 'HTTP')}
+        self.smtp_port = self._port('SMTP') if on['SMTP'] else None
+        self.lmtp_port = self._port('LMTP') if on['LMTP'] else None
+        self.http_port = self._port('HTTP') if on['HTTP'] else None
 
     def _read(self):
         for line in self.process.stdout:
@@ -61,6 +64,11 @@ class Server:
                 self.process.kill()
                 self.process.wait()
             self.reader.join(5)
+
+
+def _last_value(command: list[str], option: str) -> str | None:
+    values = [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == option]
+    return values[-1] if values else None
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ def check_values(conn: psycopg.Connection, constraint: str) -> set[str]:
     ('outbox_state_check', statuses.OUTBOX_STATES),
     ('quarantine_state_check', statuses.QUARANTINE_STATES),
     ('status_audit_target_known', (statuses.TICKET_TARGET, statuses.INTERACTION_TARGET)),
+    ('agent_role_known', statuses.AGENT_ROLES),
 ])
 def test_schema_checks_hold_the_vocabulary_of_the_statuses_module(conn, constraint, values):
     assert check_values(conn, constraint) == set(values)
@@ -73,3 +74,15 @@ def test_the_database_refuses_a_status_outside_the_vocabulary(conn):
     conn.execute("INSERT INTO mailbox (address) VALUES ('support@helpdesk.example')")
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO ticket (mailbox_id, title, status) VALUES (1, 't', 'Reopened')")
+
+
+def test_an_agents_save_moves_the_status_by_name_or_by_base_status():
+    assert statuses.agent_transition('Closed', None, OPEN).base == 'closed'
+    assert statuses.agent_transition(None, 'postponed', OPEN).after == 'Postponed'
+    assert statuses.agent_transition(None, 'active', WAITING_FOR_CUSTOMER) is None   # active already
+    assert statuses.agent_transition(None, 'active', CLOSED).after == OPEN
+    assert statuses.agent_transition('Open', None, OPEN) is None
+    with pytest.raises(TransitionError):
+        statuses.agent_transition('Closed', 'active', OPEN)
+    assert statuses.base_status_named('postponed') == 'postponed' and statuses.base_status_named('x') is None
+    assert statuses.ticket_status_named('waiting for customer') == WAITING_FOR_CUSTOMER

@@ -15,6 +15,12 @@ variables, which win over the file. Every setting has a default that works on a 
     [server]                                          # postdesk serve
     smtp = "127.0.0.1:2525"                           # POSTDESK_SMTP_LISTEN; "" = no SMTP listener
     lmtp = "127.0.0.1:2424"                           # POSTDESK_LMTP_LISTEN; or "unix:/run/postdesk/lmtp.sock"
+    http = "127.0.0.1:8080"                           # POSTDESK_HTTP_LISTEN; "off" = no HTTP API
+    http_max_body_bytes = 52494336                    # POSTDESK_HTTP_MAX_BODY; larger bodies get 413 (default:
+                                                      # twice max_message_bytes and 64 KB)
+    http_pool_size = 8                                # the API's database connections (each pool)
+    api_token_key = "..."                             # POSTDESK_API_TOKEN_KEY; unset: a key kept in the database
+    metrics_token = "..."                             # POSTDESK_METRICS_TOKEN; /metrics off loopback needs it
     hostname = "helpdesk.example.com"                 # POSTDESK_HOSTNAME; banner and Received: header
     max_sessions = 100
     idle_timeout = 300                                # seconds
@@ -67,6 +73,11 @@ class Config:
     ticket_url_template: str = 'http://localhost:8080/tickets/{ticket_id}'
     smtp_listen: str = '127.0.0.1:2525'
     lmtp_listen: str = '127.0.0.1:2424'
+    http_listen: str = '127.0.0.1:8080'
+    http_max_body_bytes: int = 0         # 0: twice max_message_bytes and 64 KB (a message as a JSON string)
+    http_pool_size: int = 8
+    api_token_key: str = ''
+    metrics_token: str = ''
     hostname: str = ''
     max_sessions: int = 100
     idle_timeout: int = 300
@@ -88,6 +99,9 @@ class Config:
     ack_per_hour: int = 10
     timezone: str = 'UTC'
 
+    def http_body_limit(self) -> int:
+        return self.http_max_body_bytes or 2 * self.max_message_bytes + 65536
+
     def ticket_url(self, ticket_id: int) -> str:
         return self.ticket_url_template.format(ticket_id=ticket_id)
 
@@ -100,6 +114,11 @@ _FILE_KEYS = {
     ('tickets', 'url_template'): 'ticket_url_template',
     ('server', 'smtp'): 'smtp_listen',
     ('server', 'lmtp'): 'lmtp_listen',
+    ('server', 'http'): 'http_listen',
+    ('server', 'http_max_body_bytes'): 'http_max_body_bytes',
+    ('server', 'http_pool_size'): 'http_pool_size',
+    ('server', 'api_token_key'): 'api_token_key',
+    ('server', 'metrics_token'): 'metrics_token',
     ('server', 'hostname'): 'hostname',
     ('server', 'max_sessions'): 'max_sessions',
     ('server', 'idle_timeout'): 'idle_timeout',
@@ -128,6 +147,10 @@ _ENV_KEYS = {
     'POSTDESK_TICKET_URL': 'ticket_url_template',
     'POSTDESK_SMTP_LISTEN': 'smtp_listen',
     'POSTDESK_LMTP_LISTEN': 'lmtp_listen',
+    'POSTDESK_HTTP_LISTEN': 'http_listen',
+    'POSTDESK_HTTP_MAX_BODY': 'http_max_body_bytes',
+    'POSTDESK_API_TOKEN_KEY': 'api_token_key',
+    'POSTDESK_METRICS_TOKEN': 'metrics_token',
     'POSTDESK_HOSTNAME': 'hostname',
     'POSTDESK_DATABASE_TIMEOUT': 'database_timeout',
     'POSTDESK_MAX_SESSIONS': 'max_sessions',

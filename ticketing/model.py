@@ -233,6 +233,8 @@ class TicketRecord:
     flagged: str | None
     queue_id: int | None
     workbin_id: int | None
+    deadline: datetime.datetime | None = None
+    person_contact: str | None = None
     messages: tuple[MessageSummary, ...] = ()
 
 
@@ -280,3 +282,109 @@ class DueMessage:
     age: float
     kind: str
     message_id: str | None
+
+
+@dataclass(frozen=True)
+class Agent:
+    """Someone who works on tickets through the API: an agent of some mailboxes, or an admin of all."""
+    agent_id: int
+    login: str
+    full_name: str
+    email: str | None
+    role: str
+    active: bool
+    mailbox_ids: tuple[int, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == 'admin'
+
+    @property
+    def scope(self) -> list[int] | None:
+        """The mailboxes whose tickets the agent may see; None: all of them."""
+        return None if self.is_admin else list(self.mailbox_ids)
+
+    def may_see(self, mailbox_id: int) -> bool:
+        return self.is_admin or mailbox_id in self.mailbox_ids
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    """An attachment of a stored message, with its number on that message (1 for the first)."""
+    number: int
+    filename: str
+    content_type: str
+    size: int
+    content_id: str | None
+    inline: bool
+
+
+@dataclass(frozen=True)
+class MessageDetail:
+    """One message of a ticket as the API shows it (SuperOffice's TicketMessageEntity, seed 002)."""
+    interaction_id: int
+    ticket_id: int
+    mailbox_id: int
+    created_at: datetime.datetime
+    direction: str
+    type: str
+    status: str
+    subject: str
+    from_name: str
+    from_email: str
+    to_addresses: list
+    cc_addresses: list
+    message_id: str
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    thread_rule: str
+    body_html: str | None
+    body_plain: str
+    auto_submitted: str | None
+    person_id: int | None
+    attachments: tuple[StoredAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """Which tickets a list shows (SuperOffice's $filter on BaseStatus, OwnedBy, MailboxId, LastChanged gt) and
+    which page of them ($top, $skip), newest change first."""
+    base_status: str | None = None
+    owned_by: int | None = None
+    mailbox_id: int | None = None
+    changed_after: datetime.datetime | None = None
+    top: int = 100
+    skip: int = 0
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    """A page of tickets and how many match the filter in all."""
+    total: int
+    tickets: tuple[TicketRecord, ...]
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """What iService's response shows of a ticket beyond what a reply needs: its thread properties (kept in its
+    custom fields), its category (iService's topic) and its owner."""
+    thread_properties: tuple = ()
+    category: str = ''
+    owner_id: int | None = None
+    owner_name: str | None = None
+
+
+UNASSIGNED, ROUND_ROBIN = 0, 2147483647      # SuperOffice's OwnedBy.AssociateId: nobody, or the mailbox's rule
+
+
+@dataclass(frozen=True)
+class TicketSave:
+    """An agent's save of a TicketEntity (SuperOffice SaveTicketEntity, seed 002): the ticket (None: a new one)
+    and only the fields the request gave, already read (`changes` keys: title, base_status, status, category,
+    priority, owned_by, tags, deadline, connect_id, custom_fields)."""
+    ticket_id: int | None
+    changes: dict
+    person_email: str | None = None
+    person_name: str = ''
+    from_address: str | None = None
+    mailbox_id: int | None = None

@@ -1,9 +1,12 @@
-"""`postdesk serve`, process supervision: SMTP and LMTP listeners on one asyncio loop, with intake and delivery
-worker processes beside them, each started again if it dies.
+"""`postdesk serve`, process supervision: SMTP and LMTP listeners and the HTTP API on one asyncio loop, with
+intake and delivery worker processes beside them, each started again if it dies.
 
 Start: the schema is checked, intake worker processes start (they turn the spool into tickets), a delivery
-process starts when a relay is configured (it sends the outbox), the listeners bind and the log says where. SIGTERM or SIGINT: the listeners stop accepting, sessions in a transaction may
-finish within the grace period (the others get 421), the workers finish the spool, and the process exits 0.
+process starts when a relay is configured (it sends the outbox), the listeners and the API bind and the log says
+where. SIGTERM or SIGINT: the listeners and the API stop accepting, sessions in a transaction and HTTP requests
+in flight may finish within the grace period (idle sessions get 421), the workers finish the spool, and the
+process exits 0. The processes share their metrics through files in a directory of the run (see
+`ticketing.metrics`), removed at the end.
 """
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import ssl
+import tempfile
 from dataclasses import dataclass, replace
 
 
+from . import metrics
 from .config import Config
 from .mail.listener import (IntakeHandler, LmtpSession, Recipients, SmtpSession, default_hostname, drain,
                             parse_listen, session_factory)
@@ -95,26 +101,38 @@ def stop_workers(workers: Workers, timeout: float) -> None:
             process.join(5)
 
 
-def serve(config: Config, smtp: str | None, lmtp: str | None, workers: int) -> int:
+def serve(config: Config, smtp: str | None, lmtp: str | None, workers: int, http: str | None = None) -> int:
     url = resolve_database_url(config.database_url, config.embedded_data)
     open_database(url, config.embedded_data).close()          # the schema, before anyone writes
     config = _with_url(config, url)
+    shared = share_metrics()
     running = start_workers(config, workers)
     try:
-        asyncio.run(_serve(config, smtp, lmtp, running))
+        asyncio.run(_serve(config, smtp, lmtp, running, http))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):       # asked again while the workers finish: still stopping
             signal.signal(signum, lambda *_: log.info('stopping already; waiting for the workers'))
         stop_workers(running, config.shutdown_grace + 10)
+        if shared:
+            shutil.rmtree(shared, ignore_errors=True)
     log.info('stopped')
     return 0
+
+
+def share_metrics() -> str | None:
+    """A directory for the metrics of this run's processes, unless the operator named one (kept then)."""
+    if metrics.multiprocess_directory():
+        return None
+    directory = tempfile.mkdtemp(prefix='postdesk-metrics-')
+    metrics.use_directory(directory)
+    return directory
 
 
 def _with_url(config: Config, url: str) -> Config:
     return replace(config, database_url=url)
 
 
-async def _serve(config: Config, smtp: str | None, lmtp: str | None, workers: Workers) -> None:
+async def _serve(config: Config, smtp: str | None, lmtp: str | None, workers: Workers, http: str | None) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -124,18 +142,28 @@ async def _serve(config: Config, smtp: str | None, lmtp: str | None, workers: Wo
     writer = SpoolWriter(config.database_url, config.database_timeout)
     handler = IntakeHandler(config.database_url, writer, recipients, hostname, config.database_timeout)
     servers = await _listen(config, handler, smtp, lmtp, hostname)
+    api = await _start_api(config, http)
     refresher = asyncio.create_task(_refresh_mailboxes(recipients, config.database_url, config.database_timeout))
     supervisor = asyncio.create_task(supervise(workers))
     try:
         await stopping.wait()
-        log.info('stopping: no new sessions; letting transactions in flight finish')
+        log.info('stopping: no new sessions; letting transactions and requests in flight finish')
         for server in servers:
             server.close()
-        await drain(handler, config.shutdown_grace)
+        await asyncio.gather(drain(handler, config.shutdown_grace), api.stop() if api else asyncio.sleep(0))
     finally:
         refresher.cancel()
         supervisor.cancel()
         await writer.close()
+
+
+async def _start_api(config: Config, http: str | None):
+    """The HTTP API on this loop (imported only when it is on: an SMTP-only serve never loads FastAPI)."""
+    if not http:
+        return None
+    from .api.server import start_api
+    address = parse_listen(http)
+    return await start_api(config, address.host, address.port)
 
 
 async def _listen(config: Config, handler: IntakeHandler, smtp: str | None, lmtp: str | None, hostname: str):
@@ -159,8 +187,6 @@ async def _listen(config: Config, handler: IntakeHandler, smtp: str | None, lmtp
             servers.append(await loop.create_server(factory, address.host, address.port, reuse_address=True))
         log.info('%s listening on %s (max %d sessions, %d bytes per message%s)', kind, _bound(servers[-1], address),
                  config.max_sessions, config.max_message_bytes, ', STARTTLS' if options['tls_context'] else '')
-    if not servers:
-        raise ValueError('nothing to listen on: give --smtp and/or --lmtp')
     return servers
 
 

@@ -1,7 +1,7 @@
 """The status vocabulary and the allowed transitions, each with the action its audit entry records.
 
 Tickets have a base status (SuperOffice's BaseStatus, seed 002: active, closed, postponed, deleted) and a status
-shown to agents (Open, Closed, Waiting for customer). Interactions (iService, seed 000) are Received when a
+shown to agents (Open, Closed, Waiting for customer, Postponed, Deleted; an agent's save moves between them). Interactions (iService, seed 000) are Received when a
 customer's message came in; an outbound one is Unsent until the relay takes it (Sent) or delivery fails for
 good (Failed), and a failed one can be queued again. The spool, outbox and quarantine rows have states of their
 own. `schema.sql` holds the same values in CHECK constraints; a test keeps the two equal.
@@ -18,7 +18,8 @@ ENDED_BASE_STATUSES = frozenset({CLOSED_BASE, DELETED})
 
 # Ticket status as agents see it.
 OPEN, CLOSED, WAITING_FOR_CUSTOMER = 'Open', 'Closed', 'Waiting for customer'
-TICKET_STATUSES = (OPEN, CLOSED, WAITING_FOR_CUSTOMER)
+POSTPONED_STATUS, DELETED_STATUS = 'Postponed', 'Deleted'
+TICKET_STATUSES = (OPEN, CLOSED, WAITING_FOR_CUSTOMER, POSTPONED_STATUS, DELETED_STATUS)
 
 # Interaction status.
 RECEIVED, UNSENT, SENT, FAILED = 'Received', 'Unsent', 'Sent', 'Failed'
@@ -39,6 +40,10 @@ QUARANTINE_STATES = (HELD, RELEASED)
 # Audit targets: a change of the ticket's status, or of the interaction's own.
 TICKET_TARGET, INTERACTION_TARGET = 'ticket', 'interaction'
 SYSTEM_MODIFIER = 'postdesk'
+
+# Agents' roles: an agent works on the tickets of its mailboxes, an admin on all.
+AGENT_ROLE, ADMIN_ROLE = 'agent', 'admin'
+AGENT_ROLES = (AGENT_ROLE, ADMIN_ROLE)
 
 
 class TransitionError(ValueError):
@@ -73,7 +78,22 @@ TICKET_TRANSITIONS = _table(
     Transition('send_and_close', frozenset(), CLOSED, 'Sent and closed', CLOSED_BASE),
     Transition('send_leave_open', frozenset(), OPEN, 'Sent and left open', ACTIVE),
     Transition('send_expect_reply', frozenset(), WAITING_FOR_CUSTOMER, 'Sent, left open, expecting a reply', ACTIVE),
+    # An agent's save of the ticket (SuperOffice SaveTicketEntity, seed 002).
+    Transition('agent_create', frozenset({None}), OPEN, 'Created by agent', ACTIVE),
+    Transition('agent_open', frozenset(), OPEN, 'Opened by agent', ACTIVE),
+    Transition('agent_wait', frozenset(), WAITING_FOR_CUSTOMER, 'Set waiting for customer by agent', ACTIVE),
+    Transition('agent_close', frozenset(), CLOSED, 'Closed by agent', CLOSED_BASE),
+    Transition('agent_postpone', frozenset(), POSTPONED_STATUS, 'Postponed by agent', POSTPONED),
+    Transition('agent_delete', frozenset(), DELETED_STATUS, 'Deleted by agent', DELETED),
 )
+
+# What an agent's save does when it names a status, or only a base status.
+AGENT_STATUS_TRANSITIONS = {OPEN: 'agent_open', WAITING_FOR_CUSTOMER: 'agent_wait', CLOSED: 'agent_close',
+                            POSTPONED_STATUS: 'agent_postpone', DELETED_STATUS: 'agent_delete'}
+BASE_STATUS_DEFAULTS = {ACTIVE: OPEN, CLOSED_BASE: CLOSED, POSTPONED: POSTPONED_STATUS, DELETED: DELETED_STATUS}
+
+# Audit actions of an agent's changes that are not status changes.
+ASSIGNED, UNASSIGNED, FIELD_CHANGED = 'Assigned to %s', 'Unassigned', 'Changed %s'
 
 INTERACTION_TRANSITIONS = _table(
     Transition('queue', frozenset({None}), UNSENT, 'Queued for delivery'),
@@ -108,3 +128,29 @@ def reply_transition(leave_open: bool, expect_reply: bool) -> Transition:
 
 def base_status_name(base_status: str) -> str:
     return BASE_STATUS_NAMES.get(base_status, base_status)
+
+
+def base_status_named(name: str) -> str | None:
+    """The stored base status a TicketEntity's BaseStatus names (case-insensitive), or None."""
+    wanted = name.strip().lower()
+    return next((base for base, shown in BASE_STATUS_NAMES.items() if shown.lower() == wanted), None)
+
+
+def ticket_status_named(name: str) -> str | None:
+    """The ticket status a name means (case-insensitive), or None."""
+    wanted = name.strip().lower()
+    return next((status for status in TICKET_STATUSES if status.lower() == wanted), None)
+
+
+def agent_transition(status: str | None, base: str | None, current: str) -> Transition | None:
+    """The transition an agent's save asks for: by the status named, else the base status's usual status; None
+    when it changes nothing. Raises TransitionError when the two disagree."""
+    wanted = status or (BASE_STATUS_DEFAULTS[base] if base else None)
+    if wanted is None:
+        return None
+    transition = TICKET_TRANSITIONS[AGENT_STATUS_TRANSITIONS[wanted]]
+    if base is not None and transition.base != base:
+        raise TransitionError('status %s does not go with base status %s' % (wanted, base_status_name(base)))
+    if wanted == current or (status is None and base == ACTIVE and current in (OPEN, WAITING_FOR_CUSTOMER)):
+        return None
+    return transition

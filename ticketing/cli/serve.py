@@ -1,4 +1,4 @@
-"""`postdesk serve`: SMTP and LMTP intake with its workers (see `ticketing.serve`)."""
+"""`postdesk serve`: SMTP and LMTP intake with its workers, and the HTTP API (see `ticketing.serve`)."""
 from __future__ import annotations
 
 import logging
@@ -7,9 +7,10 @@ from .command import UsageError, config_of
 
 
 def add_parsers(commands) -> None:
-    serve = commands.add_parser('serve', help='SMTP and LMTP intake, with intake workers')
+    serve = commands.add_parser('serve', help='SMTP and LMTP intake, with intake workers, and the HTTP API')
     serve.add_argument('--smtp', metavar='HOST:PORT', help='SMTP listener ("off" for none; default from config)')
     serve.add_argument('--lmtp', metavar='HOST:PORT|unix:PATH', help='LMTP listener ("off" for none)')
+    serve.add_argument('--http', metavar='HOST:PORT', help='HTTP API ("off" for none; default from config)')
     serve.add_argument('--workers', type=int, help='intake worker processes (default from config, 1)')
     serve.set_defaults(handler=run_serve)
 
@@ -27,22 +28,26 @@ def run_serve(args) -> int:
     config = config_of(args)
     smtp = listen_option(args.smtp, config.smtp_listen)
     lmtp = listen_option(args.lmtp, config.lmtp_listen)
-    for value in (smtp, lmtp):
+    http = listen_option(args.http, config.http_listen)
+    for value in (smtp, lmtp, http):
         if value:
             try:
                 parse_listen(value)
             except ListenError as exc:
                 raise UsageError(str(exc)) from exc
-    if not smtp and not lmtp:
-        raise UsageError('nothing to listen on: give --smtp and/or --lmtp')
+    if http.startswith('unix:'):
+        raise UsageError('the HTTP API listens on HOST:PORT, not %s' % http)
+    if not smtp and not lmtp and not http:
+        raise UsageError('nothing to listen on: give --smtp, --lmtp and/or --http')
     log_for_a_server()
     keep_large_blocks_out_of_the_heap()
-    return serve(config, smtp, lmtp, config.intake_workers if args.workers is None else args.workers)
+    return serve(config, smtp, lmtp, config.intake_workers if args.workers is None else args.workers, http)
 
 
 def log_for_a_server() -> None:
     """One line per event with a timestamp; aiosmtpd's own per-command trace is left out."""
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger('mail.log').setLevel(logging.WARNING)
+    logging.getLogger('uvicorn.error').setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter('%(asctime)s %(name)s %(message)s'))

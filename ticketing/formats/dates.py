@@ -1,11 +1,14 @@
-"""How dates are written in JSON: ISO 8601 as PostgreSQL gives them (SuperOffice), and UTC with a `Z` (iService)."""
+"""How dates are written in JSON: ISO 8601 as PostgreSQL gives them, or in the zone a client asked for
+(SuperOffice, its SO-TimeZone header), and UTC with a `Z` (iService)."""
 from __future__ import annotations
 
 import datetime
 
 
-def iso(value: datetime.datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def iso(value: datetime.datetime | None, zone: datetime.tzinfo | None = None) -> str | None:
+    if not value:
+        return None
+    return (value.astimezone(zone) if zone is not None else value).isoformat()
 
 
 def utc_z(value: datetime.datetime | None) -> str | None:
@@ -15,3 +18,9 @@ def utc_z(value: datetime.datetime | None) -> str | None:
 def ms_date(value: datetime.datetime) -> str:
     """The `/Date(milliseconds)/` form of .NET's JSON serialiser (iService's timeStamp)."""
     return '/Date(%d)/' % int(value.timestamp() * 1000)
+
+
+def minutes_between(start: datetime.datetime | None, end: datetime.datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return int((end - start).total_seconds() // 60)

@@ -1,5 +1,9 @@
 """iService's JSON (seed 000): the sendleaveopen response object with the question's `row` and `details`, the
-reply's in `response`, and `statusAudit` entries; the same object with `errors` for a request that failed."""
+reply's in `response`, `statusAudit` entries and `caseProperties` (the ticket's thread properties); the same
+object with `errors` for a request that failed. Every key of the seed's response example is present at every
+level (postdesk's own additions, such as the reply's `messageId`, come on top); `postdesk reply --json` and
+`POST /webapp-api-mq-myqueue` both answer with this object.
+"""
 from __future__ import annotations
 
 import datetime
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 
 from outbound.compose import ComposedReply
 
-from ..model import AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply
+from ..model import AttachmentInfo, AuditEntry, CaseContext, Question, StoredReply, TicketForReply
 from ..statuses import AGENT_EMAIL
 from .dates import ms_date, utc_z
 
@@ -15,66 +19,112 @@ from .dates import ms_date, utc_z
 @dataclass(frozen=True)
 class ReplyReport:
     """Everything sendleaveopen's response shows: the ticket, the question answered (None when it has none), the
-    composed reply as stored, and the question's status audit."""
+    composed reply as stored, the question's status audit, and the ticket's case context."""
     ticket: TicketForReply
     question: Question | None
     composed: ComposedReply
     reply: StoredReply
     question_audit: tuple[AuditEntry, ...]
+    case: CaseContext = CaseContext()
 
 
 def response_object(report: ReplyReport) -> dict:
-    return {'errors': [], 'errorDetails': [], 'row': question_row(report), 'details': question_details(report),
-            'response': reply_part(report)}
+    return {'errors': [], 'errorDetails': [], 'numCanGet': 0, 'numCanApprove': 0, 'row': question_row(report),
+            'details': question_details(report), 'response': reply_part(report)}
 
 
 def error_object(message: str) -> dict:
-    return {'errors': [message], 'errorDetails': [{'message': message}], 'row': None, 'details': None,
-            'response': None}
+    return {'errors': [message], 'errorDetails': [{'message': message}], 'numCanGet': 0, 'numCanApprove': 0,
+            'row': None, 'details': None, 'response': None}
 
 
-def row(interaction_id: int | None, date: datetime.datetime, subject: str, kind: str, status: str) -> dict:
+def row(interaction_id: int | None, date: datetime.datetime, subject: str, kind: str, status: str,
+        case: CaseContext, segment_id: int, assigned: bool = True) -> dict:
     return {'id': str(interaction_id) if interaction_id else '', 'date': utc_z(date), 'subject': subject,
-            'type': kind, 'tags': [], 'status': status}
+            'type': kind, 'tags': [], 'assignedToID': str(case.owner_id) if assigned and case.owner_id else '',
+            'status': status, 'topicID': '', 'topicName': case.category, 'segmentID': str(segment_id),
+            'properties': []}
 
 
 def question_row(report: ReplyReport) -> dict:
-    ticket, question = report.ticket, report.question
+    ticket, question, case = report.ticket, report.question, report.case
     if question is None:
-        return row(None, ticket.created_at, ticket.title, '', ticket.status)
-    return row(question.interaction_id, question.date, question.subject, question.type, question.status)
+        return row(None, ticket.created_at, ticket.title, '', ticket.status, case, ticket.mailbox_id)
+    return row(question.interaction_id, question.date, question.subject, question.type, question.status, case,
+               ticket.mailbox_id)
+
+
+def case_properties(report: ReplyReport) -> list[dict]:
+    """The ticket's thread properties as iService's caseProperties: one group, named for the mailbox."""
+    if not report.case.thread_properties:
+        return []
+    return [{'name': report.ticket.mailbox_name or report.ticket.mailbox_address,
+             'properties': [property_json(p) for p in report.case.thread_properties],
+             'logins': None, 'canModifyLogins': False}]
+
+
+def property_json(prop: dict) -> dict:
+    values = prop.get('values') or []
+    return {'propertyID': str(prop.get('propertyID') or ''), 'name': prop.get('propertyName') or '',
+            'isDate': False, 'isDatetime': False, 'isInteger': False, 'isNumber': False,
+            'allowMultiple': len(values) > 1, 'hasDescriptions': False, 'isMultiLine': False, 'isReadOnly': False,
+            'isRequired': False, 'values': [value_json(v) for v in values], 'valueChoices': [],
+            'descriptionChoices': []}
+
+
+def value_json(value) -> dict:
+    text = value.get('value') if isinstance(value, dict) else value
+    return {'description': value.get('description') if isinstance(value, dict) else None,
+            'value': None if text is None else str(text), 'valueDate': None, 'valueDatetime': None,
+            'valueInt': None, 'valueNumber': None}
+
+
+def segment(report: ReplyReport) -> dict:
+    ticket, case = report.ticket, report.case
+    return {'topicID': '', 'topicName': case.category, 'segmentID': str(ticket.mailbox_id),
+            'segmentName': ticket.mailbox_name or ticket.mailbox_address}
 
 
 def question_details(report: ReplyReport) -> dict:
-    ticket, question, composed = report.ticket, report.question, report.composed
-    return {
+    ticket, question, composed, case = report.ticket, report.question, report.composed, report.case
+    sender = question.from_email if question else ''
+    details = {
         'id': str(question.interaction_id) if question else '', 'type': question.type if question else '',
         'tags': [], 'status': question.status if question else '', 'threadID': str(ticket.ticket_id),
+        'threadType': question.type if question else '', 'caseProperties': case_properties(report),
         'subject': question.subject if question else ticket.title,
         'subjectBare': question.subject_bare if question else ticket.title,
-        'date': utc_z(question.date if question else ticket.created_at),
-        'questionHtml': (question.body_html or '') if question else '',
-        'bodyPlain': question.body_plain if question else '',
-        'customerName': ticket.customer_name,
-        'customerAddresses': [ticket.customer_email] if ticket.customer_email else [],
-        'fromAddress': question.from_email if question else '', 'headerFrom': question.from_email if question else '',
+        'date': utc_z(question.date if question else ticket.created_at), 'dateResolved': None,
+        'questionHtml': (question.body_html or '') if question else '', 'attachments': [],
+        'interactionProperties': [], 'customerID': '', 'customerName': ticket.customer_name,
         'statusAudit': [audit_json(entry) for entry in report.question_audit],
-        'subjectRef': composed.subject_ref, 'responseSubject': composed.subject_bare,
-        'responseID': str(report.reply.interaction_id), 'responseHtml': composed.final_html,
-        'responseFinalHtml': composed.final_html, 'responseFinalPlain': composed.final_plain,
-        'toAddress': ', '.join(composed.recipients), 'composerAddress': composed.mail_from,
+        'customerAddresses': [ticket.customer_email] if ticket.customer_email else [],
+        'customerLogins': [{'name': ticket.customer_email, 'type': 'Email'}] if ticket.customer_email else [],
+        'fromAddress': sender, 'composerAddress': composed.mail_from, 'reCC': '', **segment(report),
+        'responseID': str(report.reply.interaction_id), 'subjectRef': composed.subject_ref,
+        'responseSubject': composed.subject_bare, 'responseHtml': composed.final_html, 'note': report.reply.note,
+        'responseProperties': [], 'responseAttachments': [attachment_json(a) for a in report.reply.attachments],
+        'assignedToID': str(case.owner_id) if case.owner_id else '', 'assignedToName': case.owner_name or '',
+        'resolvedByName': '', 'toAddress': ', '.join(composed.recipients), 'headerFrom': sender,
+        'headerTo': '', 'cc': '', 'bcc': '', 'bodyPlain': question.body_plain if question else '',
+        'defaultMailboxID': str(ticket.mailbox_id), 'responseFinalHtml': composed.final_html,
+        'responseFinalPlain': composed.final_plain,
     }
+    return details
 
 
 def reply_part(report: ReplyReport) -> dict:
-    composed, reply = report.composed, report.reply
+    composed, reply, case = report.composed, report.reply, report.case
     return {
-        'row': row(reply.interaction_id, reply.created_at, composed.subject, AGENT_EMAIL, reply.status),
+        'row': row(reply.interaction_id, reply.created_at, composed.subject, AGENT_EMAIL, reply.status, case,
+                   report.ticket.mailbox_id, assigned=False),
         'details': {'date': utc_z(reply.created_at), 'type': AGENT_EMAIL, 'tags': [], 'subject': composed.subject,
                     'subjectBare': composed.subject_bare, 'status': reply.status, 'bodyPlain': composed.final_plain,
-                    'bodyHtml': composed.final_html, 'note': reply.note, 'messageId': composed.message_id,
+                    'bodyHtml': composed.final_html, 'note': reply.note, 'interactionProperties': [],
+                    'caseProperties': case_properties(report), 'messageId': composed.message_id,
                     'attachments': [attachment_json(a) for a in reply.attachments],
-                    'statusAudit': [audit_json(entry) for entry in reply.audit]},
+                    'statusAudit': [audit_json(entry) for entry in reply.audit], **segment(report),
+                    'assignedToID': '', 'operatorName': case.owner_name or ''},
     }
 
 

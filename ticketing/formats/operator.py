@@ -1,8 +1,8 @@
-"""The operator's JSON: mailboxes (`mailbox list --json`), quarantined messages (`quarantine list --json`) and
-outgoing messages (`outbox list --json`)."""
+"""The operator's JSON: mailboxes (`mailbox list --json`), quarantined messages (`quarantine list --json`),
+outgoing messages (`outbox list --json`) and agents (`agent add|list --json`)."""
 from __future__ import annotations
 
-from ..model import HeldMessage, Mailbox, OutboxEntry
+from ..model import Agent, HeldMessage, Mailbox, OutboxEntry
 from ..statuses import OUTBOX_QUEUED
 from .dates import iso
 
@@ -25,3 +25,13 @@ def outbox_json(entry: OutboxEntry) -> dict:
             'Attempts': entry.attempts, 'CreatedAt': iso(entry.created_at),
             'NextAttemptAt': iso(entry.next_attempt_at) if entry.state == OUTBOX_QUEUED else None,
             'SentAt': iso(entry.sent_at), 'LastError': entry.last_error, 'RelayReply': entry.relay_reply}
+
+
+def agent_json(agent: Agent) -> dict:
+    return {'AgentId': agent.agent_id, 'Login': agent.login, 'Name': agent.full_name, 'Email': agent.email,
+            'Role': agent.role, 'Active': agent.active, 'MailboxIds': list(agent.mailbox_ids)}
+
+
+def new_agent_json(agent: Agent, token: str) -> dict:
+    """What `agent add --json` prints: the token, once."""
+    return {'AgentId': agent.agent_id, 'Login': agent.login, 'Role': agent.role, 'Token': token}

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from ingest import ParseLimits
 
 from ..config import Config
+from ..metrics import count_outcomes
 from ..model import Mailbox, Outcome, SourceMessage
 from ..routing import Directory, directory_of
 from ..store import batches, spool
@@ -80,7 +81,9 @@ class Intake:
         return self.store_parsed(batch, [parse_raw(m.raw, self.limits) for m in batch])
 
     def store_parsed(self, batch: list[SourceMessage], results: list[ParseResult]) -> list[Outcome]:
-        return self.store_placements(self.placements(batch, results))
+        outcomes = self.store_placements(self.placements(batch, results))
+        count_outcomes(outcomes)
+        return outcomes
 
     def placements(self, batch: list[SourceMessage], results: list[ParseResult]) -> list[Placement]:
         return [placement for message, result in zip(batch, results)

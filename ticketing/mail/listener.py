@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
+from ..metrics import count_smtp_reply
 from ..model import Envelope
 from ..routing import Directory, directory_of, mailbox_for
 from ..store.db import first_line
@@ -238,6 +239,7 @@ class Session:
             status = '\r\n'.join('%s <%s>' % (_REWORDED[status], rcpt) for rcpt in self.envelope.rcpt_tos)
         else:
             status = _REWORDED.get(status, status)
+        count_smtp_reply('lmtp' if isinstance(self, LMTP) else 'smtp', status[:3])
         await super().push(status)
 
     def in_transaction(self) -> bool:

@@ -6,16 +6,22 @@ A reply answers the ticket's latest customer message (or the interaction named).
 status `Unsent`), its attachments, the outbox row holding the exact MIME bytes, the status audit, and the
 ticket's new state (closed, left open, or waiting for the customer with `expectReply`). Delivery later marks it
 `Sent` or `Failed`. The result is iService's response object (`ticketing.formats.iservice`).
+
+Through the API a reply names the interaction it answers (iService's `inResponseToID`): one of a ticket the
+agent may not see is unknown, exactly as one that does not exist, and the request's `threadProperties` are kept
+on the ticket in the same transaction (nothing is kept when the reply cannot be made).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 from outbound.compose import ComposeError, compose_reply
 
 from ..drafts import ReplyError, display_zone, draft_for
-from ..model import Answer, AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply
+from ..model import Agent, Answer, AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply
 from ..statuses import (AGENT_EMAIL, DELETED, INTERACTION_TARGET, TICKET_TARGET, interaction_transition,
                         reply_transition)
-from ..store import interactions, tickets
+from ..store import interactions, ticket_edits, tickets
 from ..store.db import Connection
 from ..store.outbox import REPLY_KIND
 from ..store.rows import outbound_row, outbox_row
@@ -37,7 +43,26 @@ def send_reply(conn: Connection, answer: Answer, timezone: str = 'UTC') -> dict:
         reply = store_reply(conn, ticket, question, draft, composed, answer)
         question_audit = interactions.audit_entries(conn, ticket.ticket_id,
                                                     question.interaction_id if question else None, TICKET_TARGET)
-        return response_object(ReplyReport(ticket, question, composed, reply, question_audit))
+        case = ticket_edits.case_context(conn, ticket.ticket_id)
+        return response_object(ReplyReport(ticket, question, composed, reply, question_audit, case))
+
+
+class UnknownInteraction(ReplyError):
+    """No interaction with that id that this agent may see."""
+
+
+def reply_to_interaction(conn: Connection, agent: Agent, interaction_id: int, answer: Answer,
+                         thread_properties: list | None = None, timezone: str = 'UTC') -> dict:
+    """iService's sendleaveopen and send: answer the interaction named, as this agent, keeping the thread
+    properties; one transaction. Raises UnknownInteraction, or ReplyError (and changes nothing)."""
+    with conn.transaction():
+        found = ticket_edits.ticket_of_interaction(conn, interaction_id)
+        if found is None or not agent.may_see(found[1]):
+            raise UnknownInteraction('no interaction %d' % interaction_id)
+        if thread_properties is not None:
+            ticket_edits.keep_thread_properties(conn, found[0], thread_properties)
+        return send_reply(conn, replace(answer, ticket_id=found[0], in_response_to=interaction_id,
+                                        agent=agent.login), timezone)
 
 
 def lock_ticket(conn: Connection, ticket_id: int) -> TicketForReply:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from outbound.deliver import PERMANENT, SENT, DeliveryResult, Relay, RelaySession
 
 from ..config import Config
+from ..metrics import count_delivery
 from ..model import DueMessage
 from ..statuses import OUTBOX_FAILED, OUTBOX_SENT
 from ..store import events, outbox
@@ -131,6 +132,7 @@ def deliver_due(conn: Connection, session: RelaySession, config: Config, stop: t
 
 def log_attempt(attempt: Attempt) -> None:
     row = attempt.row
+    count_delivery(attempt.state)
     level = logging.INFO if attempt.state == OUTBOX_SENT else logging.WARNING
     log.log(level, 'outbox=%d ticket=%s interaction=%s to=%s outcome=%s reply=%s', row.outbox_id, row.ticket_id,
             row.interaction_id, ','.join('<%s>' % r for r in row.rcpt_to), attempt.state, attempt.result.reply)

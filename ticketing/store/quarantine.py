@@ -60,3 +60,10 @@ def update_reason(conn: psycopg.Connection, quarantine_id: int, reason: str) -> 
 def release(conn: psycopg.Connection, quarantine_id: int, interaction_id: int | None) -> None:
     conn.execute('UPDATE quarantine SET state = %s, released_at = now(), interaction_id = %s '
                  'WHERE quarantine_id = %s', (RELEASED, interaction_id, quarantine_id))
+
+
+def held_id(conn: psycopg.Connection, sha256: bytes) -> int | None:
+    """The held entry of these bytes (the same bytes are held once)."""
+    row = conn.execute('SELECT quarantine_id FROM quarantine WHERE sha256 = %s AND state = %s',
+                       (sha256, HELD)).fetchone()
+    return row[0] if row else None

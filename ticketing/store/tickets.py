@@ -19,7 +19,8 @@ _TICKET = (
     'SELECT t.ticket_id, t.title, t.created_at, t.last_changed, t.base_status, t.status, t.category, '
     '       t.priority, t.owned_by, a.full_name, t.person_id, p.full_name, p.email, t.from_address, '
     '       t.connect_id, t.num_messages, t.num_replies, t.has_attachment, t.tags, t.replied_at, t.closed_at, '
-    '       t.mailbox_id, m.address, t.custom_fields, t.flagged, t.queue_id, t.workbin_id '
+    '       t.mailbox_id, m.address, t.custom_fields, t.flagged, t.queue_id, t.workbin_id, t.deadline, '
+    '       p.contact_name '
     'FROM ticket t JOIN mailbox m USING (mailbox_id) LEFT JOIN person p USING (person_id) '
     'LEFT JOIN agent a ON a.agent_id = t.owned_by ')
 
@@ -38,11 +39,13 @@ def _record(row: tuple, messages: tuple[MessageSummary, ...] = ()) -> TicketReco
     return TicketRecord(*values, messages=messages)
 
 
+MESSAGE_COLUMNS = ('interaction_id, created_at, from_name, from_email, subject, message_id, type, thread_rule, '
+                   'num_attachments, direction, status')
+
+
 def ticket_messages(conn: psycopg.Connection, ticket_id: int) -> tuple[MessageSummary, ...]:
-    rows = conn.execute(
-        'SELECT interaction_id, created_at, from_name, from_email, subject, message_id, type, thread_rule, '
-        '       num_attachments, direction, status '
-        'FROM interaction WHERE ticket_id = %s ORDER BY interaction_id', (ticket_id,)).fetchall()
+    rows = conn.execute('SELECT ' + MESSAGE_COLUMNS + ' FROM interaction WHERE ticket_id = %s ORDER BY interaction_id',
+                        (ticket_id,)).fetchall()
     return tuple(MessageSummary(*row) for row in rows)
 
 

@@ -1,0 +1,520 @@
+"""The HTTP API of `postdesk serve --http`, on a real server process and a real PostgreSQL, through an HTTP client:
+SuperOffice's tickets and mail (seeds 002, 003), iService's replies (seed 000), authentication, errors, metrics."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import copy
+import datetime
+import json
+import pathlib
+import re
+import signal
+import threading
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from mails import MAILBOX, make_message
+from test_serve import Server, _set_database_available, wait_for
+from ticketing.operations.agents import NewAgent, add_agent, disable_agent, server_key, set_password
+
+DATA = pathlib.Path(__file__).parent / 'data'
+SALES = 'sales@helpdesk.example'
+TICKET_INFO_KEYS = ['TicketId', 'Title', 'OwnerName', 'CategoryName', 'PriorityName', 'TicketUrl', 'PersonName',
+                    'ContactName', 'TableRight', 'FieldProperties', 'InteractionId', 'Outcome', 'ThreadRule']
+MAIL_PATH = '/api/v1/Agents/CustomerService/CreateTicketFromMailData'
+SAVE_PATH = '/api/v1/Agents/Ticket/SaveTicketEntity'
+
+
+@pytest.fixture
+def mailboxes(conn):
+    conn.execute("INSERT INTO mailbox (address, name, is_default) VALUES (%s, 'Support', true)", (MAILBOX,))
+    conn.execute("INSERT INTO mailbox (address, name) VALUES (%s, 'Sales')", (SALES,))
+
+
+def new_agent(conn, login: str, *mailboxes: str, role: str = 'agent') -> str:
+    _, token = add_agent(conn, NewAgent(login, login.title(), '%s@helpdesk.example' % login, role, mailboxes),
+                         server_key(conn))
+    return token
+
+
+@pytest.fixture
+def tokens(conn, mailboxes) -> dict[str, str]:
+    return {'anna': new_agent(conn, 'anna', MAILBOX), 'sven': new_agent(conn, 'sven', SALES),
+            'root': new_agent(conn, 'root', role='admin')}
+
+
+@pytest.fixture
+def api(db_url, tmp_path, tokens):
+    running = Server(db_url, tmp_path, {'POSTDESK_HTTP_MAX_BODY': '300000'})
+    yield running
+    running.stop()
+
+
+def client(server: Server, token: str | None = None, **headers) -> httpx.Client:
+    if token:
+        headers['Authorization'] = 'Bearer %s' % token
+    return httpx.Client(base_url='http://127.0.0.1:%d' % server.http_port, headers=headers, timeout=30)
+
+
+def post_mail(http: httpx.Client, data: bytes | str, mailbox_id: int = 1, **params) -> httpx.Response:
+    text = data.decode() if isinstance(data, bytes) else data
+    return http.post(MAIL_PATH, json={'MailboxId': mailbox_id, 'Data': text}, params=params)
+
+
+def new_ticket(http: httpx.Client, **message) -> dict:
+    answer = post_mail(http, make_message(**message))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+# ------------------------------------------------------------------------------------------ the server
+
+def test_healthz_answers_ok_without_credentials_and_openapi_is_published(api):
+    with client(api) as http:
+        assert (http.get('/healthz').status_code, http.get('/healthz').json()) == (200, {'status': 'ok'})
+        document = http.get('/openapi.json').json()
+    for path in (MAIL_PATH, SAVE_PATH, '/api/v1/Ticket/{ticket_id}', '/api/v1/Ticket',
+                 '/api/v1/TicketMessage/{message_id}', '/api/v1/TicketMessage/{message_id}/Attachment/{number}',
+                 '/api/v1/TicketMessage/{message_id}/Raw', '/webapp-api-mq-myqueue', '/metrics', '/healthz'):
+        assert path in document['paths']
+
+
+def test_errors_are_json_with_their_status(api, tokens):
+    with client(api, tokens['anna']) as http:
+        missing = http.get('/api/v1/nothing-here')
+        wrong_method = http.delete('/api/v1/Ticket/1')
+        malformed = http.post(MAIL_PATH, content=b'{"MailboxId": 1, "Data": ', headers={'Content-Type':
+                                                                                         'application/json'})
+        not_json = http.post(MAIL_PATH, content=b'MailboxId=1', headers={'Content-Type': 'text/plain'})
+        too_large = http.post(MAIL_PATH, json={'MailboxId': 1, 'Data': 'x' * 400000})
+        bad_id = http.get('/api/v1/Ticket/notanumber')
+    assert [r.status_code for r in (missing, wrong_method, malformed, not_json, too_large, bad_id)] == \
+        [404, 405, 400, 415, 413, 400]
+    for response in (missing, wrong_method, malformed, not_json, too_large, bad_id):
+        assert response.headers['content-type'].startswith('application/json')
+        assert response.json()['Status'] == response.status_code and response.json()['Error']
+
+
+def test_a_message_over_max_message_bytes_gets_413_and_is_not_stored(db_url, tmp_path, tokens, conn):
+    running = Server(db_url, tmp_path, {'POSTDESK_MAX_MESSAGE_BYTES': '5000'}, args=('--smtp', 'off', '--lmtp', 'off'))
+    try:
+        with client(running, tokens['anna']) as http:
+            big = post_mail(http, make_message(body='x' * 6000 + '\n'))
+            small = post_mail(http, make_message(message_id='<small@customer.example>'))
+    finally:
+        running.stop()
+    assert (big.status_code, small.status_code) == (413, 200)
+    assert conn.execute('SELECT count(*) FROM raw_message').fetchone()[0] == 1
+
+
+def test_text_json_is_json_too(api, tokens):
+    with client(api, tokens['anna']) as http:
+        answer = http.post(MAIL_PATH, content=json.dumps({'MailboxId': 1, 'Data': make_message().decode()}),
+                           headers={'Content-Type': 'text/json; charset=utf-8'})
+    assert answer.status_code == 200 and answer.json()['Outcome'] == 'new'
+
+
+def test_api_only_serve_with_smtp_and_lmtp_off(db_url, tmp_path, tokens):
+    running = Server(db_url, tmp_path, args=('--smtp', 'off', '--lmtp', 'off'))
+    try:
+        assert running.smtp_port is None and running.lmtp_port is None
+        with client(running) as http:
+            assert http.get('/healthz').json() == {'status': 'ok'}
+    finally:
+        assert running.stop() == 0
+
+
+def test_database_unreachable_gives_503_with_retry_after(api, tokens, server_url, db_url):
+    _set_database_available(server_url, db_url, False)
+    try:
+        with client(api, tokens['anna']) as http:
+            health = http.get('/healthz')
+            ticket = http.get('/api/v1/Ticket/1')
+    finally:
+        _set_database_available(server_url, db_url, True)
+    assert (health.status_code, health.json()) == (503, {'status': 'unavailable'})
+    assert ticket.status_code == 503 and ticket.headers['Retry-After']
+
+
+# ------------------------------------------------------------------------------------------ authentication
+
+def test_missing_wrong_and_disabled_credentials_get_401_with_a_challenge(api, tokens, conn):
+    disable_agent(conn, 'sven')
+    answers = []
+    for headers in ({}, {'Authorization': 'Bearer pd_not-a-token'}, {'Authorization': 'Bearer %s' % tokens['sven']},
+                    {'Authorization': 'Basic %s' % base64.b64encode(b'anna:wrong').decode()}):
+        with client(api, **headers) as http:
+            answers.append(http.get('/api/v1/Ticket'))
+    assert [a.status_code for a in answers] == [401, 401, 401, 401]
+    assert all('Bearer' in a.headers['WWW-Authenticate'] for a in answers)
+
+
+def test_basic_takes_the_login_with_the_password_or_the_token(api, tokens, conn):
+    set_password(conn, 'anna', 's3cret password')
+    for secret in ('s3cret password', tokens['anna']):
+        with httpx.Client(base_url='http://127.0.0.1:%d' % api.http_port, auth=('anna', secret)) as http:
+            assert http.get('/api/v1/Ticket').status_code == 200
+
+
+def test_a_new_token_replaces_the_old_one(api, tokens, run_postdesk):
+    new = run_postdesk('agent', 'token', 'anna', check=True).stdout.strip()
+    with client(api, tokens['anna']) as old_client, client(api, new) as new_client:
+        assert old_client.get('/api/v1/Ticket').status_code == 401
+        assert new_client.get('/api/v1/Ticket').status_code == 200
+
+
+def test_another_mailboxs_ticket_is_404_exactly_like_a_missing_one(api, tokens):
+    with client(api, tokens['anna']) as anna, client(api, tokens['sven']) as sven:
+        ticket_id = new_ticket(anna)['TicketId']
+        theirs = sven.get('/api/v1/Ticket/%d' % ticket_id)
+        missing = sven.get('/api/v1/Ticket/%d' % (ticket_id + 1000))
+        assert sven.get('/api/v1/Ticket').json()['total'] == 0
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()['ErrorType'] == missing.json()['ErrorType']
+    assert theirs.content.replace(str(ticket_id).encode(), b'N') == \
+        missing.content.replace(str(ticket_id + 1000).encode(), b'N')
+
+
+def test_repeated_failures_are_slowed_and_then_refused_with_429(api):
+    with client(api, 'pd_wrong') as http:
+        codes = [http.get('/api/v1/Ticket').status_code for _ in range(10)]
+        refused = http.get('/api/v1/Ticket')
+    assert codes == [401] * 10
+    assert refused.status_code == 429 and int(refused.headers['Retry-After']) > 0
+
+
+# ------------------------------------------------------------------------------------------ SuperOffice
+
+def test_create_ticket_from_mail_data_answers_ticket_info_and_twice_is_a_duplicate(api, tokens, conn):
+    message = make_message(message_id='<api-1@customer.example>')
+    with client(api, tokens['anna'], **{'Accept-Language': 'en', 'SO-Language': 'en', 'SO-Culture': 'en'}) as http:
+        first = post_mail(http, message)
+        second = post_mail(http, message)
+    assert first.status_code == second.status_code == 200
+    info = first.json()
+    assert list(info) == TICKET_INFO_KEYS
+    assert (info['Outcome'], info['ThreadRule'], info['Title']) == ('new', 'new', 'Order 1001 has not arrived')
+    assert info['PersonName'] == 'Anna Schmidt' and info['TicketUrl'].endswith('/%d' % info['TicketId'])
+    assert (second.json()['TicketId'], second.json()['Outcome']) == (info['TicketId'], 'duplicate')
+    assert conn.execute('SELECT count(*) FROM interaction').fetchone()[0] == 1
+
+
+def test_create_ticket_from_mail_data_threads_a_reply_as_replay_does(api, tokens):
+    with client(api, tokens['anna']) as http:
+        first = new_ticket(http, message_id='<q@customer.example>')
+        reply = new_ticket(http, message_id='<r@customer.example>', in_reply_to='<q@customer.example>',
+                           subject='Re: Order 1001 has not arrived')
+    assert (reply['TicketId'], reply['Outcome'], reply['ThreadRule']) == (first['TicketId'], 'followup',
+                                                                          'in-reply-to')
+
+
+def test_select_nulls_the_fields_not_named(api, tokens):
+    with client(api, tokens['anna']) as http:
+        selected = post_mail(http, make_message(), **{'$select': 'ticketid,Title,category/id'}).json()
+    assert selected['TicketId'] and selected['Title'] == 'Order 1001 has not arrived'
+    assert selected['CategoryName'] == ''                  # category/id names the category
+    assert all(value is None for key, value in selected.items() if key not in ('TicketId', 'Title', 'CategoryName'))
+
+
+def test_unknown_mailbox_is_404_and_missing_data_400(api, tokens):
+    with client(api, tokens['anna']) as http:
+        unknown = post_mail(http, make_message(), mailbox_id=999)
+        not_theirs = post_mail(http, make_message(), mailbox_id=2)
+        missing = http.post(MAIL_PATH, json={'MailboxId': 1})
+    assert (unknown.status_code, not_theirs.status_code, missing.status_code) == (404, 404, 400)
+
+
+def test_a_message_that_cannot_become_a_ticket_is_quarantined_and_answered_422(api, tokens, conn):
+    with client(api, tokens['anna']) as http:
+        answer = post_mail(http, 'Notes from the meeting\n\n- nothing here is an e-mail\n')
+    assert answer.status_code == 422
+    body = answer.json()
+    held = conn.execute('SELECT quarantine_id, reason FROM quarantine').fetchall()
+    assert body['QuarantineId'] == held[0][0] and body['Reason'] == held[0][1] and body['Outcome'] == 'quarantined'
+
+
+def test_get_ticket_is_the_ticket_entity_with_its_etag(api, tokens, run_postdesk):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        answer = http.get('/api/v1/Ticket/%d' % ticket_id)
+    entity = answer.json()
+    shown = json.loads(run_postdesk('ticket', 'show', str(ticket_id), '--json', check=True).stdout)
+    assert entity == shown
+    assert entity['Person']['Email'] == 'anna@customer.example' and entity['Person']['FullName'] == 'Anna Schmidt'
+    [message] = entity['Messages']
+    assert {'TicketMessageId', 'CreatedAt', 'Slevel', 'Important', 'Author', 'NumAttachments'} <= set(message)
+    assert re.fullmatch(r'"\d+"', answer.headers['ETag'])
+
+
+def test_list_is_newest_change_first_with_filters_pages_and_totals(api, tokens):
+    with client(api, tokens['root']) as http:
+        ids = [new_ticket(http, message_id='<l%d@customer.example>' % i, subject='list %d' % i)['TicketId']
+               for i in range(5)]
+        middle = http.get('/api/v1/Ticket/%d' % ids[2]).json()['LastChanged']
+        post_mail(http, make_message(message_id='<s@customer.example>', subject='sales'), mailbox_id=2)
+        page = http.get('/api/v1/Ticket', params={'$top': 2, '$skip': 1, '$filter': 'MailboxId eq 1'}).json()
+        since = http.get('/api/v1/Ticket', params={'$filter': 'LastChanged gt %s and MailboxId eq 1' % middle}).json()
+        active = http.get('/api/v1/Ticket', params={'$filter': "BaseStatus eq 'Active'"}).json()
+        bad = http.get('/api/v1/Ticket', params={'$filter': 'Title eq 1'})
+    assert (page['total'], [t['TicketId'] for t in page['items']]) == (5, [ids[3], ids[2]])
+    assert [t['TicketId'] for t in since['items']] == [ids[4], ids[3]] and since['total'] == 2
+    assert active['total'] == 6 and bad.status_code == 400
+
+
+def test_a_list_of_100_tickets_costs_a_constant_number_of_statements(api, tokens, conn):
+    for i in range(100):
+        conn.execute("INSERT INTO person (email, full_name) VALUES (%s, 'P')", ('p%d@customer.example' % i,))
+        conn.execute("INSERT INTO ticket (mailbox_id, title, person_id) VALUES (1, %s, currval('person_person_id_seq'))",
+                     ('t%d' % i,))
+        conn.execute("INSERT INTO interaction (ticket_id, mailbox_id, direction, type, status, message_id, thread_rule)"
+                     " VALUES (currval('ticket_ticket_id_seq'), 1, 'inbound', 'Customer Email', 'Received', %s, 'new')",
+                     ('<m%d@x>' % i,))
+
+    def statements(http) -> float:
+        text = http.get('/metrics').text
+        return float(re.search(r'^postdesk_api_database_statements_total (\S+)$', text, re.M).group(1))
+    with client(api, tokens['anna']) as http:
+        before = statements(http)
+        listed = http.get('/api/v1/Ticket', params={'$top': 100}).json()
+        after = statements(http)
+    assert listed['total'] == 100 and len(listed['items']) == 100
+    assert all(len(item['Messages']) == 1 for item in listed['items'])
+    assert after - before - 1 <= 4, 'auth, count, page, messages (and the depths of /metrics)'
+
+
+def test_a_message_its_attachments_and_raw_bytes_byte_for_byte(api, tokens):
+    pdf = b'%PDF-1.4\n' + bytes(range(256)) * 40
+    message = make_message(body='Here is the invoice.\n', attachments=[('invoice 1001.pdf', 'application/pdf', pdf),
+                                                                        ('page.html', 'text/html', b'<script>x</script>')])
+    with client(api, tokens['anna']) as http:
+        info = post_mail(http, message).json()
+        shown = http.get('/api/v1/TicketMessage/%d' % info['InteractionId']).json()
+        first = http.get(shown['Attachments'][0]['Url'])
+        html_file = http.get(shown['Attachments'][1]['Url'])
+        raw = http.get('/api/v1/TicketMessage/%d/Raw' % info['InteractionId'])
+    assert 'Here is the invoice.' in shown['PlainBody'] and shown['Body']
+    assert {h['Name'] for h in shown['MessageHeaders']} >= {'From', 'To', 'Subject', 'Message-ID'}
+    assert [a['Name'] for a in shown['Attachments']] == ['invoice 1001.pdf', 'page.html']
+    assert first.content == pdf and first.headers['content-type'] == 'application/pdf'
+    assert first.headers['content-disposition'].startswith('attachment;')
+    assert html_file.headers['content-disposition'].startswith('attachment;')
+    assert html_file.headers['x-content-type-options'] == 'nosniff'
+    assert raw.content == message and raw.headers['content-type'].startswith('message/rfc822')
+
+
+def test_save_ticket_entity_updates_what_it_may_and_audits_the_agent(api, tokens, conn):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        saved = http.post(SAVE_PATH, json={
+            'TicketId': ticket_id, 'Title': 'Order 1001 lost', 'BaseStatus': 'Closed', 'Category': {'Name': 'Orders'},
+            'Priority': 'High', 'Tags': ['courier', {'Name': 'refund'}], 'Deadline': '2026-12-24T12:00:00+01:00',
+            'CustomFields': {'OrderNumber': '1001'}, 'NumMessages': 99, 'CreatedAt': '2002-12-18T14:13:41+01:00',
+            'ActiveStatusMonitorId': 3, 'OwnedBy': {'AssociateId': 1}})
+    assert saved.status_code == 200, saved.text
+    entity = saved.json()
+    assert (entity['Title'], entity['BaseStatus'], entity['Status'], entity['Category'], entity['Priority']) == \
+        ('Order 1001 lost', 'Closed', 'Closed', 'Orders', 'High')
+    assert entity['Tags'] == ['courier', 'refund'] and entity['CustomFields'] == {'OrderNumber': '1001'}
+    assert entity['NumMessages'] == 1 and entity['OwnedBy']['AssociateId'] == 1 and entity['ClosedAt']
+    assert entity['Deadline'].startswith('2026-12-24T11:00:00')
+    modifiers = {m for (m,) in conn.execute('SELECT modifier FROM status_audit WHERE ticket_id = %s AND '
+                                            "action <> 'Created from email'", (ticket_id,))}
+    assert modifiers == {'anna'}
+
+
+def test_save_ticket_entity_creates_a_ticket_without_sending_mail(api, tokens, conn):
+    with client(api, tokens['anna']) as http:
+        created = http.post(SAVE_PATH, json={'TicketId': 0, 'Title': 'Call back about 1002',
+                                             'Person': {'Email': 'bob@customer.example', 'FullName': 'Bob'}})
+        incomplete = http.post(SAVE_PATH, json={'Title': 'no customer'})
+        unknown_owner = http.post(SAVE_PATH, json={'TicketId': created.json()['TicketId'],
+                                                   'OwnedBy': {'AssociateId': 4242}})
+    assert created.status_code == 200, created.text
+    entity = created.json()
+    assert (entity['Title'], entity['Person']['Email'], entity['NumMessages']) == ('Call back about 1002',
+                                                                                   'bob@customer.example', 0)
+    assert incomplete.status_code == 400 and unknown_owner.status_code == 400
+    assert conn.execute('SELECT count(*) FROM outbox').fetchone()[0] == 0
+
+
+def test_a_stale_if_match_gets_412_and_changes_nothing(api, tokens):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        etag = http.get('/api/v1/Ticket/%d' % ticket_id).headers['ETag']
+        first = http.post(SAVE_PATH, json={'TicketId': ticket_id, 'Title': 'first'}, headers={'If-Match': etag})
+        stale = http.post(SAVE_PATH, json={'TicketId': ticket_id, 'Title': 'second'}, headers={'If-Match': etag})
+        unconditional = http.post(SAVE_PATH, json={'TicketId': ticket_id, 'Priority': 'Low'})
+        shown = http.get('/api/v1/Ticket/%d' % ticket_id).json()
+    assert first.status_code == 200 and first.headers['ETag'] != etag
+    assert stale.status_code == 412
+    assert unconditional.status_code == 200 and (shown['Title'], shown['Priority']) == ('first', 'Low')
+
+
+def test_round_robin_spreads_twenty_concurrent_saves_evenly(api, tokens, conn):
+    for login in ('bea', 'carl', 'dora'):
+        new_agent(conn, login, MAILBOX)
+    with client(api, tokens['anna']) as http:
+        ids = [new_ticket(http, message_id='<rr%d@customer.example>' % i)['TicketId'] for i in range(20)]
+
+    def assign(ticket_id: int) -> int:
+        with client(api, tokens['anna']) as http:
+            answer = http.post(SAVE_PATH, json={'TicketId': ticket_id, 'OwnedBy': {'AssociateId': 2147483647}})
+            assert answer.status_code == 200, answer.text
+            return answer.json()['OwnedBy']['AssociateId']
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        owners = list(pool.map(assign, ids))
+    counts = sorted(owners.count(agent) for agent in set(owners))
+    assert len(set(owners)) == 4 and counts == [5, 5, 5, 5]
+
+
+def test_so_timezone_converts_dates_and_an_unknown_zone_is_400(api, tokens):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        utc = http.get('/api/v1/Ticket/%d' % ticket_id).json()
+        tokyo = http.get('/api/v1/Ticket/%d' % ticket_id, headers={'SO-TimeZone': 'Asia/Tokyo'}).json()
+        unknown = http.get('/api/v1/Ticket/%d' % ticket_id, headers={'SO-TimeZone': 'Mars/Olympus'})
+    assert tokyo['CreatedAt'].endswith('+09:00')
+    assert datetime.datetime.fromisoformat(tokyo['CreatedAt']) == datetime.datetime.fromisoformat(utc['CreatedAt'])
+    assert unknown.status_code == 400
+
+
+# ------------------------------------------------------------------------------------------ iService
+
+def seed_request(interaction_id: int, **answer) -> dict:
+    request = json.loads((DATA / 'sendleaveopen_request.json').read_text())
+    request['interactionIDs'] = [str(interaction_id)]
+    request['interactionID'] = str(interaction_id)
+    request['answer'].update({'inResponseToID': str(interaction_id), 'destEmail': 'anna@customer.example', **answer})
+    return request
+
+
+def same_keys(expected, actual, where='response') -> list[str]:
+    """Where `actual` lacks a key that the seed's example has, at any level."""
+    missing = []
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        missing += ['%s.%s' % (where, key) for key in expected if key not in actual]
+        for key in expected:
+            if key in actual:
+                missing += same_keys(expected[key], actual[key], '%s.%s' % (where, key))
+    elif isinstance(expected, list) and expected and isinstance(actual, list) and actual:
+        missing += same_keys(expected[0], actual[0], where + '[0]')
+    return missing
+
+
+def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_level(api, tokens, conn):
+    with client(api, tokens['anna']) as http:
+        info = new_ticket(http)
+        answer = http.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                           json=seed_request(info['InteractionId']))
+        shown = http.get('/api/v1/Ticket/%d' % info['TicketId']).json()
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    example = json.loads((DATA / 'sendleaveopen_response.json').read_text())
+    assert list(result) == list(example)
+    assert same_keys(example, result) == []
+    assert result['errors'] == [] and result['response']['row']['status'] == 'Unsent'
+    [group] = result['details']['caseProperties']
+    assert group['properties'][0]['name'] == 'Account Number'
+    assert group['properties'][0]['values'][0]['value'] == 'Platinum'
+    assert shown['BaseStatus'] == 'Active' and shown['NumReplies'] == 1
+    assert shown['CustomFields']['threadProperties'][0]['propertyName'] == 'Account Number'
+    assert conn.execute("SELECT modifier FROM status_audit WHERE action = 'Sent and left open'").fetchone()[0] == 'anna'
+
+
+def test_send_closes_and_attachments_are_base64(api, tokens, conn):
+    with client(api, tokens['anna']) as http:
+        info = new_ticket(http)
+        request = seed_request(info['InteractionId'], attachments=[
+            {'fileName': 'label.txt', 'contentType': 'text/plain', 'data': base64.b64encode(b'parcel 1001').decode()}])
+        answer = http.post('/webapp-api-mq-myqueue', params={'api': 'send'}, json=request)
+        shown = http.get('/api/v1/Ticket/%d' % info['TicketId']).json()
+    assert answer.status_code == 200, answer.text
+    assert [a['name'] for a in answer.json()['response']['details']['attachments']] == ['label.txt']
+    assert shown['BaseStatus'] == 'Closed'
+    data = conn.execute('SELECT data FROM outbox').fetchone()[0]
+    assert base64.b64encode(b'parcel 1001') in bytes(data)
+
+
+def test_a_request_that_cannot_be_carried_out_changes_nothing_and_says_why(api, tokens, conn):
+    with client(api, tokens['anna']) as anna, client(api, tokens['sven']) as sven:
+        info = new_ticket(anna)
+        answers = [anna.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'}, json=seed_request(999999)),
+                   sven.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                             json=seed_request(info['InteractionId'])),
+                   anna.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                             json=seed_request(info['InteractionId'], destEmail='not an address')),
+                   anna.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                             json=seed_request(info['InteractionId'], bodyHtml=''))]
+    assert [a.status_code for a in answers] == [404, 404, 400, 400]
+    for answer in answers:
+        assert set(answer.json()) == {'errors', 'errorDetails', 'numCanGet', 'numCanApprove', 'row', 'details',
+                                      'response'}
+        assert answer.json()['errors']
+    assert answers[0].json()['errors'] == ['no interaction 999999']
+    assert conn.execute('SELECT count(*) FROM outbox').fetchone()[0] == 0
+    assert conn.execute("SELECT custom_fields FROM ticket").fetchone()[0] == {}
+
+
+def shape(value):
+    """The keys of a JSON value at every level, without the values."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return None
+
+
+def test_the_reply_in_the_answer_is_what_postdesk_reply_json_prints(api, tokens, run_postdesk):
+    with client(api, tokens['anna']) as http:
+        first = new_ticket(http, message_id='<one@customer.example>')
+        second = new_ticket(http, message_id='<two@customer.example>', subject='Another question')
+        answer = http.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                           json=seed_request(first['InteractionId'], threadProperties=[]))
+    printed = run_postdesk('reply', str(second['TicketId']), '--text', 'Hello', '--leave-open', '--json',
+                           check=True)
+    assert shape(answer.json()) == shape(json.loads(printed.stdout))
+
+
+# ------------------------------------------------------------------------------------------ metrics, shutdown
+
+def test_metrics_count_requests_smtp_replies_outcomes_and_depths(api, tokens):
+    import smtplib
+    with smtplib.SMTP('127.0.0.1', api.smtp_port) as smtp:
+        smtp.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<m1@customer.example>'))
+    with client(api, tokens['anna']) as http:
+        new_ticket(http, message_id='<m2@customer.example>')
+        wait_for(lambda: 'postdesk_messages_stored_total{outcome="new"} 2.0' in http.get('/metrics').text)
+        text = http.get('/metrics').text
+    assert 'postdesk_smtp_replies_total{code="250",protocol="smtp"}' in text
+    assert re.search(r'postdesk_api_requests_total\{method="POST",route="%s",status="200"\} 1\.0' % MAIL_PATH, text)
+    assert 'postdesk_api_request_duration_seconds_bucket' in text
+    assert 'postdesk_queue_depth{queue="spool"} 0.0' in text and 'postdesk_queue_depth{queue="outbox"}' in text
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_exits_0(db_url, tmp_path, tokens):
+    running = Server(db_url, tmp_path)
+    answers, errors = [], []
+
+    def work(worker: int):
+        with client(running, tokens['anna']) as http:
+            for i in range(200):
+                try:
+                    answers.append(post_mail(http, make_message(message_id='<t%d-%d@x>' % (worker, i))).status_code)
+                except httpx.TransportError as error:       # refused or closed once the server stopped
+                    errors.append(error)
+                    return
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(answers) >= 20)
+    running.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(60)
+    assert running.stop() == 0
+    assert answers and set(answers) == {200}, 'every request answered was answered in full'
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute('SELECT count(*) FROM interaction').fetchone()[0] >= len(answers)

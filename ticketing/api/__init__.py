@@ -1,0 +1,3 @@
+"""The HTTP API: the app and its errors (app.py), who is asking (auth.py), SuperOffice's and iService's routes
+(superoffice.py, iservice.py), /metrics and /healthz (metrics.py), the published shapes (schemas.py) and the
+uvicorn server on serve's own event loop (server.py)."""

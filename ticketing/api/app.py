@@ -1,0 +1,275 @@
+"""The HTTP API's application: the FastAPI app factory, what every request shares (the pools, the token key, the
+sign-in throttle), the error handlers and the guard every request passes.
+
+Every error is a JSON body (`formats.superoffice.error_json`; iService's response object with `errors` on the
+iService route): 404 for an unknown route, 405 for a wrong method, 400 for malformed JSON or invalid fields,
+413 for a body over the configured size, 415 for a body that is not JSON, 503 with Retry-After when PostgreSQL
+cannot be reached. A client cannot cause a 500: what it sends is validated before it reaches the store; the
+catch-all handler that logs and answers JSON is there for postdesk's own defects.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import Config
+from ..formats.iservice import error_object
+from ..formats.superoffice import error_json
+from ..metrics import observe_request
+from ..store.db import DatabaseUnavailable, OperationalError
+from ..store.pool import DatabaseBusy, Pools
+
+log = logging.getLogger('postdesk.api')
+
+ISERVICE_PATH = '/webapp-api-mq-myqueue'
+BODY_METHODS = frozenset({'POST', 'PUT', 'PATCH'})
+JSON_TYPES = frozenset({'application/json', 'text/json'})
+RETRY_AFTER = {'Retry-After': '5'}
+SECURITY = {'security': [{'bearer': []}, {'basic': []}]}
+_KINDS = {400: 'BadRequest', 401: 'Unauthorized', 404: 'NotFound', 405: 'MethodNotAllowed', 406: 'NotAcceptable',
+          412: 'PreconditionFailed', 413: 'PayloadTooLarge', 415: 'UnsupportedMediaType', 429: 'TooManyRequests',
+          503: 'ServiceUnavailable'}
+
+
+class ApiError(Exception):
+    """An answer other than success, with its status, kind, message, headers and extra fields."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict | None = None, **extra):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers, self.extra = status, kind, message, headers, extra
+
+
+@dataclass
+class ApiState:
+    """What every request of one server shares."""
+    config: Config
+    pools: Pools
+    key: str
+    throttle: object = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def state_of(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+def not_found(what: str) -> ApiError:
+    """The answer for something that does not exist and for something the agent may not see: the same."""
+    return ApiError(404, 'NotFound', '%s not found' % what)
+
+
+def error_body(path: str, status: int, kind: str, message: str, extra: dict | None = None) -> dict:
+    if path.startswith(ISERVICE_PATH):
+        return error_object(message)
+    return error_json(status, kind, message, **(extra or {}))
+
+
+def error_response(request: Request, status: int, kind: str, message: str, headers: dict | None = None,
+                   extra: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, status, kind, message, extra), status, headers)
+
+
+async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(request, exc.status, exc.kind, exc.message, exc.headers, exc.extra)
+
+
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else 'error'
+    return error_response(request, exc.status_code, _KINDS.get(exc.status_code, 'Error'), message,
+                          getattr(exc, 'headers', None))
+
+
+def validation_details(exc: RequestValidationError) -> list[dict]:
+    return [{'loc': [str(part) for part in error.get('loc', ())], 'msg': str(error.get('msg', '')),
+             'type': str(error.get('type', ''))} for error in exc.errors()]
+
+
+async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = validation_details(exc)
+    if any(d['type'] == 'json_invalid' for d in details):
+        message = 'the body is not valid JSON'
+    else:
+        first = details[0] if details else {'loc': [], 'msg': 'invalid request'}
+        message = '%s: %s' % ('.'.join(first['loc'][1:] or first['loc']), first['msg'])
+    return error_response(request, 400, 'BadRequest', message, extra={'Details': details})
+
+
+async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning('%s %s: database unavailable (%s)', request.method, request.url.path, exc)
+    return error_response(request, 503, 'ServiceUnavailable', 'the database cannot be reached now; try again later',
+                          RETRY_AFTER)
+
+
+async def on_defect(request: Request, exc: Exception) -> JSONResponse:
+    log.exception('%s %s failed', request.method, request.url.path)
+    return error_response(request, 500, 'InternalError', 'internal error (logged)')
+
+
+def require_json(request: Request) -> None:
+    """A dependency of the routes that take a body: JSON only (application/json or text/json), else 415."""
+    media = request.headers.get('content-type', '').split(';', 1)[0].strip().lower()
+    if media not in JSON_TYPES:
+        raise ApiError(415, 'UnsupportedMediaType', 'the body must be JSON (application/json or text/json)')
+
+
+def zone_of(so_timezone: str | None = Header(None, alias='SO-TimeZone', max_length=64),
+            accept_language: str | None = Header(None, alias='Accept-Language', max_length=256),
+            so_language: str | None = Header(None, alias='SO-Language', max_length=64),
+            so_culture: str | None = Header(None, alias='SO-Culture', max_length=64)) -> datetime.tzinfo | None:
+    """SuperOffice's request headers: SO-TimeZone converts the answer's dates (an unknown zone is 400); the
+    language and culture headers are accepted (postdesk answers in one language)."""
+    if not so_timezone:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(so_timezone.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ApiError(400, 'BadRequest', 'unknown time zone %r in SO-TimeZone' % so_timezone) from None
+
+
+async def run_operation(request: Request, operation, *args):
+    """Run a synchronous operation in a thread, on a connection of its own from the operations' pool."""
+    pools = state_of(request).pools
+
+    def call():
+        with pools.operation_connection() as conn:
+            return operation(conn, *args)
+    return await asyncio.to_thread(call)
+
+
+def json_response(body, status: int = 200, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(body, status, headers)
+
+
+# ------------------------------------------------------------------------------------------ the guard
+
+class Guard:
+    """Pure ASGI middleware: request bodies are read whole up to the configured size (413 beyond it), and every
+    request's route, status and latency are counted for /metrics."""
+
+    def __init__(self, app, max_body: int):
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http':
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message['type'] == 'http.response.start':
+                status[0] = message['status']
+            await send(message)
+        try:
+            if scope['method'] in BODY_METHODS:
+                body = await read_body(scope, receive, self.max_body)
+                if body is None:
+                    return await refuse_body(scope, sending, self.max_body)
+                receive = replay(body, receive)
+                scope = as_application_json(scope)
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get('route')
+            observe_request(getattr(route, 'path', 'unmatched'), scope['method'], status[0],
+                            time.perf_counter() - started)
+
+
+async def read_body(scope, receive, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than `limit` (announced or counted)."""
+    declared = dict(scope['headers']).get(b'content-length', b'0')
+    if not declared.isdigit() or int(declared) > limit:
+        return None if declared.isdigit() else b''
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message['type'] != 'http.request':
+            break
+        chunks.append(message.get('body', b''))
+        size += len(chunks[-1])
+        if size > limit:
+            return None
+        if not message.get('more_body', False):
+            break
+    return b''.join(chunks)
+
+
+def as_application_json(scope: dict) -> dict:
+    """SuperOffice's text/json, read as the application/json it is (FastAPI parses only application/*)."""
+    headers = scope['headers']
+    for index, (name, value) in enumerate(headers):
+        if name == b'content-type' and value.split(b';', 1)[0].strip().lower() == b'text/json':
+            changed = list(headers)
+            changed[index] = (name, b'application/json' + value[value.find(b';'):] if b';' in value else
+                              b'application/json')
+            return {**scope, 'headers': changed}
+    return scope
+
+
+def replay(body: bytes, receive):
+    """The body read already, then the connection's own messages (its disconnect)."""
+    sent = [False]
+
+    async def replayed():
+        if sent[0]:
+            return await receive()
+        sent[0] = True
+        return {'type': 'http.request', 'body': body, 'more_body': False}
+    return replayed
+
+
+async def refuse_body(scope, send, limit: int) -> None:
+    body = json.dumps(error_body(scope['path'], 413, 'PayloadTooLarge',
+                                 'the request body is larger than %d bytes' % limit)).encode()
+    await send({'type': 'http.response.start', 'status': 413,
+                'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()),
+                            (b'connection', b'close')]})
+    await send({'type': 'http.response.body', 'body': body})
+
+
+# ------------------------------------------------------------------------------------------ the app
+
+def openapi_document(app: FastAPI) -> dict:
+    """FastAPI's document, with 400 (not 422) for invalid requests and the two authentication schemes."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path in document.get('paths', {}).values():
+        for operation in path.values():
+            responses = operation.get('responses', {})
+            if responses.get('422', {}).get('description') == 'Validation Error':
+                del responses['422']
+    schemes = document.setdefault('components', {}).setdefault('securitySchemes', {})
+    schemes.update(bearer={'type': 'http', 'scheme': 'bearer'}, basic={'type': 'http', 'scheme': 'basic'})
+    for name in ('HTTPValidationError', 'ValidationError'):
+        document['components'].get('schemas', {}).pop(name, None)
+    app.openapi_schema = document
+    return document
+
+
+def create_app(state: ApiState) -> FastAPI:
+    from . import iservice, metrics, superoffice
+    from .auth import Throttle
+    state.throttle = state.throttle or Throttle()
+    app = FastAPI(title='postdesk', version='1', docs_url=None, redoc_url=None, openapi_url='/openapi.json',
+                  description='SuperOffice tickets and mail, iService replies, for postdesk agents.')
+    app.state.api = state
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
+    for kind in (DatabaseBusy, DatabaseUnavailable, OperationalError):
+        app.add_exception_handler(kind, on_database_down)
+    app.add_exception_handler(Exception, on_defect)
+    for module in (metrics, superoffice, iservice):
+        app.include_router(module.router)
+    app.add_middleware(Guard, max_body=state.config.http_body_limit())
+    app.openapi = lambda: openapi_document(app)
+    return app

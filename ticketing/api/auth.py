@@ -1,0 +1,117 @@
+"""Who is asking: `Authorization: Bearer TOKEN`, or `Basic` with the login and either the password or the token
+(SuperOffice's documents allow both schemes). A token is checked by its keyed hash in one index probe; a
+password by argon2, in a thread, off the event loop. A missing or wrong credential, or one of a disabled agent,
+is 401 with `WWW-Authenticate`.
+
+Repeated failures from one address are slowed (each attempt waits longer) and then refused with 429 and
+Retry-After until the window has passed; the count is this process's, kept in memory and bounded.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import hmac
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from ..model import Agent
+from ..operations.agents import password_matches, token_hash
+from ..store import agents
+from .app import ApiError, state_of
+
+CHALLENGE = {'WWW-Authenticate': 'Bearer realm="postdesk", Basic realm="postdesk", charset="UTF-8"'}
+SLOW_AFTER, REFUSE_AFTER, WINDOW_SECONDS = 5, 10, 60.0
+MAX_DELAY_SECONDS = 2.0
+MAX_ADDRESSES = 10_000
+
+
+@dataclass
+class Throttle:
+    """Failed sign-ins per client address within the last WINDOW_SECONDS."""
+    failures: dict[str, collections.deque] = field(default_factory=dict)
+
+    def recent(self, address: str, now: float) -> collections.deque:
+        seen = self.failures.get(address)
+        if seen is None:
+            return collections.deque()
+        while seen and now - seen[0] > WINDOW_SECONDS:
+            seen.popleft()
+        return seen
+
+    def delay(self, address: str) -> float:
+        """Seconds to make this attempt wait; raises ApiError 429 when the address is refused for now."""
+        now = time.monotonic()
+        seen = self.recent(address, now)
+        if len(seen) >= REFUSE_AFTER:
+            retry_after = max(1, int(WINDOW_SECONDS - (now - seen[0])) + 1)
+            raise ApiError(429, 'TooManyRequests', 'too many failed sign-ins from %s; try again later' % address,
+                           {'Retry-After': str(retry_after)})
+        if len(seen) < SLOW_AFTER:
+            return 0.0
+        return min(MAX_DELAY_SECONDS, 0.05 * 2 ** (len(seen) - SLOW_AFTER))
+
+    def fail(self, address: str) -> None:
+        if address not in self.failures and len(self.failures) >= MAX_ADDRESSES:
+            self.failures.pop(next(iter(self.failures)))
+        self.failures.setdefault(address, collections.deque(maxlen=REFUSE_AFTER)).append(time.monotonic())
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, 'Unauthorized', message, CHALLENGE)
+
+
+def credentials(header: str | None) -> tuple[str, str | None, str] | None:
+    """(scheme, login, secret) from an Authorization header; None when there is none. Raises 401 for a header
+    that cannot be read."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(' ')
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == 'bearer' and value:
+        return 'bearer', None, value
+    if scheme == 'basic':
+        try:
+            login, sep, secret = base64.b64decode(value, validate=True).decode('utf-8').partition(':')
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise unauthorized('the Basic credential cannot be read') from None
+        if sep and login:
+            return 'basic', login, secret
+    raise unauthorized('use Authorization: Bearer TOKEN, or Basic with a login and a password or token')
+
+
+async def agent_for(request: Request, found: tuple[str, str | None, str]) -> Agent | None:
+    state = state_of(request)
+    scheme, login, secret = found
+    async with state.pools.connection() as conn:
+        if scheme == 'bearer':
+            return await agents.agent_by_token(conn, token_hash(state.key, secret))
+        stored = await agents.agent_by_login(conn, login)
+    if stored is None:
+        return None
+    agent, password_hash, stored_token = stored
+    if stored_token is not None and hmac.compare_digest(token_hash(state.key, secret), stored_token):
+        return agent
+    if password_hash and await asyncio.to_thread(password_matches, password_hash, secret):
+        return agent
+    return None
+
+
+async def current_agent(request: Request) -> Agent:
+    """The agent a request authenticates as (a FastAPI dependency). Raises ApiError 401 or 429."""
+    throttle = state_of(request).throttle
+    address = request.client.host if request.client else 'unknown'
+    found = credentials(request.headers.get('authorization'))
+    if found is None:
+        raise unauthorized('authentication required')
+    delay = throttle.delay(address)
+    if delay:
+        await asyncio.sleep(delay)
+    agent = await agent_for(request, found)
+    if agent is None or not agent.active:
+        throttle.fail(address)
+        raise unauthorized('invalid credentials')
+    return agent

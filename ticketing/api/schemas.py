@@ -1,0 +1,151 @@
+"""The shapes the HTTP API publishes in its OpenAPI document (`/openapi.json`): request bodies as the seeds name
+their fields (SuperOffice 002, 003; iService 000) and the responses each route may give, errors included.
+Responses are built by `ticketing.formats`; these models only describe them (and validate requests), so every
+field is typed as loosely as the vendors' own documents allow and unknown fields are let through.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ID = 2 ** 63 - 1
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra='allow')
+
+
+class ErrorBody(Open):
+    Error: str
+    ErrorType: str
+    Status: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class MailData(Open):
+    """CreateTicketFromMailData's request (seed 003): the mailbox and an RFC 822 message."""
+    MailboxId: int = Field(ge=-MAX_ID, le=MAX_ID)
+    Data: str
+
+
+class TicketInfo(Open):
+    TicketId: int | None = None
+    Title: str | None = None
+    OwnerName: str | None = None
+    CategoryName: str | None = None
+    PriorityName: str | None = None
+    TicketUrl: str | None = None
+    PersonName: str | None = None
+    ContactName: str | None = None
+    TableRight: Any = None
+    FieldProperties: dict | None = None
+    InteractionId: int | None = None
+    Outcome: str | None = None
+    ThreadRule: str | None = None
+
+
+class Quarantined(ErrorBody):
+    QuarantineId: int | None = None
+    Outcome: str
+    Reason: str | None = None
+
+
+class TicketEntityIn(Open):
+    """SaveTicketEntity's request (seed 002); fields that are read-only or computed are accepted and ignored."""
+    TicketId: int | None = Field(default=None, ge=0, le=MAX_ID)
+    Title: str | None = None
+    BaseStatus: str | None = None
+    Status: str | dict | None = None
+    Category: str | dict | None = None
+    Priority: str | dict | None = None
+    OwnedBy: dict | None = None
+    Person: dict | None = None
+    FromAddress: str | None = None
+    Tags: list[str | dict] | None = None
+    Deadline: str | None = None
+    ConnectId: int | None = Field(default=None, ge=0, le=MAX_ID)
+    CustomFields: dict | None = None
+    MailboxId: int | None = Field(default=None, ge=0, le=2 ** 31 - 1)
+
+
+class TicketEntity(Open):
+    """SaveTicketEntity's and GET Ticket's answer; with $select, the fields not named are null."""
+    TicketId: int | None = None
+    Title: str | None = None
+    CreatedAt: str | None = None
+    LastChanged: str | None = None
+    BaseStatus: str | None = None
+    Status: Any = None
+    Category: Any = None
+    Priority: Any = None
+    OwnedBy: dict | None = None
+    Person: dict | None = None
+    FromAddress: str | None = None
+    ConnectId: int | None = None
+    NumMessages: int | None = None
+    NumReplies: int | None = None
+    HasAttachment: bool | None = None
+    Tags: list | None = None
+    Deadline: str | None = None
+    CustomFields: dict | None = None
+    Messages: list[dict] | None = None
+
+
+class TicketPage(BaseModel):
+    total: int
+    top: int
+    skip: int
+    items: list[TicketEntity]
+
+
+class MessageEntity(Open):
+    TicketMessageId: int
+    TicketId: int
+    CreatedAt: str | None = None
+    Subject: str | None = None
+    MessageHeaders: list[dict]
+    Body: str
+    PlainBody: str
+    Attachments: list[dict]
+
+
+class IServiceAttachment(Open):
+    fileName: str
+    contentType: str | None = None
+    data: str
+
+
+class IServiceAnswer(Open):
+    """The `answer` of sendleaveopen (seed 000), as much of it as a mail pipeline uses."""
+    inResponseToID: str | int | None = None
+    subject: str | None = None
+    bodyHtml: str | None = None
+    destEmail: str | None = None
+    addSubjectRefNum: bool | None = None
+    supressSubjectRef: bool | int | None = None
+    leaveOpen: bool | None = None
+    expectReply: bool | int | None = None
+    note: str | None = None
+    attachments: list[IServiceAttachment] | None = None
+    threadProperties: list[dict] | None = None
+
+
+class IServiceRequest(Open):
+    interactionIDs: list[str | int] | None = None
+    answer: IServiceAnswer
+    interactionID: str | int | None = None
+
+
+class IServiceResponse(BaseModel):
+    """sendleaveopen's response object; the same keys, with `errors`, for a request that failed."""
+    errors: list
+    errorDetails: list
+    numCanGet: int
+    numCanApprove: int
+    row: dict | None
+    details: dict | None
+    response: dict | None

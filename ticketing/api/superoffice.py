@@ -1,0 +1,159 @@
+"""SuperOffice's half of the API (seeds 002, 003): CreateTicketFromMailData, tickets as TicketEntity (one, and a
+page with `$filter`, `$top`, `$skip` and the total), a ticket's messages with their attachments and original
+bytes, and SaveTicketEntity with ETag / If-Match.
+
+Reads run on the event loop from the async pool; intake and saves are synchronous operations run in threads,
+each on a connection of its own. A ticket or message the agent may not see is answered exactly as one that does
+not exist.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+import urllib.parse
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
+
+from ..drafts import ReplyError
+from ..formats.entities import BadEntity, etag, ticket_filter, ticket_save
+from ..formats.superoffice import (created_ticket_info, message_entity, select_fields, ticket_entity,
+                                   ticket_page_json)
+from ..model import QUARANTINED, Agent
+from ..operations.mail import UnknownMailboxId, create_from_mail
+from ..operations.tickets import BadSave, StaleTicket, save_ticket
+from ..store import views
+from ..store.tickets import TicketNotFound
+from . import schemas
+from .app import SECURITY, ApiError, json_response, not_found, require_json, run_operation, state_of, zone_of
+from .auth import current_agent
+
+MAX_ID = schemas.MAX_ID
+ERRORS = {status: {'model': schemas.ErrorBody, 'description': text} for status, text in (
+    (400, 'Invalid request'), (401, 'Missing or wrong credentials'), (404, 'Not found, or not yours'),
+    (429, 'Too many failed sign-ins'), (503, 'The database cannot be reached now'))}
+BODY_ERRORS = {**ERRORS, 413: {'model': schemas.ErrorBody, 'description': 'Body too large'},
+               415: {'model': schemas.ErrorBody, 'description': 'Body is not JSON'}}
+BINARY = {'content': {'*/*': {'schema': {'type': 'string', 'format': 'binary'}}}, 'description': 'The bytes'}
+_SAFE_TYPE = re.compile(r'[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*')
+
+router = APIRouter(prefix='/api/v1')
+Select = Query(None, alias='$select', max_length=2000)
+TicketId = Path(ge=1, le=MAX_ID)
+
+
+@router.post('/Agents/CustomerService/CreateTicketFromMailData', response_model=None, openapi_extra=SECURITY,
+             responses={200: {'model': schemas.TicketInfo, 'description': 'Stored (or a duplicate)'},
+                        422: {'model': schemas.Quarantined, 'description': 'Quarantined: it cannot be a ticket'},
+                        **BODY_ERRORS},
+             dependencies=[Depends(require_json)])
+async def create_ticket_from_mail_data(request: Request, body: schemas.MailData, select: str | None = Select,
+                                       agent: Agent = Depends(current_agent)):
+    if not body.Data:
+        raise ApiError(400, 'BadRequest', 'Data: the message is empty')
+    state = state_of(request)
+    data = body.Data.encode('utf-8', 'surrogateescape')
+    if len(data) > state.config.max_message_bytes:
+        raise ApiError(413, 'PayloadTooLarge', 'the message is larger than %d bytes' % state.config.max_message_bytes)
+    try:
+        result = await run_operation(request, create_from_mail, state.config, agent, body.MailboxId, data)
+    except UnknownMailboxId:
+        raise not_found('mailbox %d' % body.MailboxId) from None
+    outcome = result.outcome
+    if outcome.outcome == QUARANTINED:
+        raise ApiError(422, 'Quarantined', 'quarantined: %s' % outcome.reason, QuarantineId=result.quarantine_id,
+                       Outcome=QUARANTINED, Reason=outcome.reason)
+    url = state.config.ticket_url(outcome.ticket.ticket_id) if outcome.ticket else None
+    return json_response(select_fields(created_ticket_info(outcome, url), select))
+
+
+@router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=SECURITY,
+            responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag'}, **ERRORS})
+async def get_ticket(request: Request, ticket_id: int = TicketId, select: str | None = Select,
+                     zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
+    async with state_of(request).pools.connection() as conn:
+        ticket = await views.ticket_view(conn, ticket_id, agent.scope)
+    if ticket is None:
+        raise not_found('ticket %d' % ticket_id)
+    return json_response(select_fields(ticket_entity(ticket, zone), select), headers={'ETag': etag(ticket)})
+
+
+@router.get('/Ticket', response_model=None, openapi_extra=SECURITY,
+            responses={200: {'model': schemas.TicketPage, 'description': 'A page of tickets and the total'},
+                       **ERRORS})
+async def list_tickets(request: Request, top: int | None = Query(None, alias='$top', ge=0, le=MAX_ID),
+                       skip: int | None = Query(None, alias='$skip', ge=0, le=MAX_ID),
+                       filter_text: str | None = Query(None, alias='$filter', max_length=2000),
+                       zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
+    try:
+        wanted = ticket_filter(filter_text, top, skip)
+    except BadEntity as exc:
+        raise ApiError(400, 'BadRequest', str(exc)) from None
+    async with state_of(request).pools.connection() as conn:
+        page = await views.ticket_page(conn, wanted, agent.scope)
+    return json_response(ticket_page_json(page, wanted.top, wanted.skip, zone))
+
+
+@router.get('/TicketMessage/{message_id}', response_model=None, openapi_extra=SECURITY,
+            responses={200: {'model': schemas.MessageEntity, 'description': 'The message'}, **ERRORS})
+async def get_message(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
+                      zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
+    async with state_of(request).pools.connection() as conn:
+        message = await views.message_view(conn, message_id, agent.scope)
+    if message is None:
+        raise not_found('message %d' % message_id)
+    return json_response(message_entity(message, zone))
+
+
+def download(data: bytes, content_type: str, filename: str) -> Response:
+    """Bytes as a download, never rendered from our origin (attachment, nosniff, a sandbox)."""
+    media = content_type if _SAFE_TYPE.fullmatch(content_type or '') else 'application/octet-stream'
+    quoted = urllib.parse.quote(filename, safe='')
+    fallback = re.sub(r'[^A-Za-z0-9._-]', '_', filename) or 'attachment'
+    return Response(data, media_type=media, headers={
+        'Content-Disposition': "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (fallback, quoted),
+        'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': "sandbox; default-src 'none'"})
+
+
+@router.get('/TicketMessage/{message_id}/Attachment/{number}', response_model=None, openapi_extra=SECURITY,
+            responses={200: BINARY, **ERRORS})
+async def get_attachment(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
+                         number: int = Path(ge=1, le=2 ** 31 - 1), agent: Agent = Depends(current_agent)):
+    async with state_of(request).pools.connection() as conn:
+        found = await views.attachment_bytes(conn, message_id, number, agent.scope)
+    if found is None:
+        raise not_found('attachment %d of message %d' % (number, message_id))
+    attachment, data = found
+    return download(data, attachment.content_type, attachment.filename)
+
+
+@router.get('/TicketMessage/{message_id}/Raw', response_model=None, openapi_extra=SECURITY,
+            responses={200: {'content': {'message/rfc822': {'schema': {'type': 'string', 'format': 'binary'}}},
+                             'description': 'The original RFC 822 bytes'}, **ERRORS})
+async def get_raw(request: Request, message_id: int = Path(ge=1, le=MAX_ID), agent: Agent = Depends(current_agent)):
+    async with state_of(request).pools.connection() as conn:
+        data = await views.raw_bytes(conn, message_id, agent.scope)
+    if data is None:
+        raise not_found('message %d' % message_id)
+    return download(data, 'message/rfc822', 'message-%d.eml' % message_id)
+
+
+@router.post('/Agents/Ticket/SaveTicketEntity', response_model=None, openapi_extra=SECURITY,
+             responses={200: {'model': schemas.TicketEntity, 'description': 'The saved ticket, with its ETag'},
+                        412: {'model': schemas.ErrorBody, 'description': 'If-Match no longer matches'},
+                        **BODY_ERRORS},
+             dependencies=[Depends(require_json)])
+async def save_ticket_entity(request: Request, body: schemas.TicketEntityIn,
+                             if_match: str | None = Header(None, alias='If-Match', max_length=1000),
+                             zone: datetime.tzinfo | None = Depends(zone_of),
+                             agent: Agent = Depends(current_agent)):
+    try:
+        save = ticket_save(body.model_dump(exclude_unset=True))
+        ticket = await run_operation(request, save_ticket, agent, save, if_match)
+    except (BadEntity, BadSave, ReplyError) as exc:
+        raise ApiError(400, 'BadRequest', str(exc)) from None
+    except TicketNotFound:
+        raise not_found('ticket %d' % save.ticket_id) from None
+    except StaleTicket as exc:
+        raise ApiError(412, 'PreconditionFailed', str(exc)) from None
+    return json_response(ticket_entity(ticket, zone), headers={'ETag': etag(ticket)})

@@ -1,0 +1,164 @@
+"""Reading what clients send in SuperOffice's shapes (seed 002): a TicketEntity into the save it asks for, a list's
+`$filter`, `$top` and `$skip`, and the ETag of a ticket (its latest change) with If-Match against it. Read-only and computed fields (NumMessages,
+CreatedAt, ActiveStatusMonitorId, ...) are ignored, as SuperOffice ignores them; a null for an object field
+(OwnedBy, Category, Person, ...) means "not given", as in the seed's sample request.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+
+from ..model import TicketFilter, TicketRecord, TicketSave
+from ..statuses import base_status_named, ticket_status_named
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+class BadEntity(ValueError):
+    """A field of the entity that postdesk cannot read (an unknown status, a date that is not ISO 8601)."""
+
+
+def etag(ticket: TicketRecord) -> str:
+    return '"%d"' % ((ticket.last_changed - _EPOCH) // _MICROSECOND)
+
+
+def etag_matches(if_match: str, ticket: TicketRecord) -> bool:
+    """If-Match (RFC 9110 13.1.1): `*`, or one of the listed tags equals the ticket's (weak tags compared too)."""
+    current = etag(ticket)
+    for tag in if_match.split(','):
+        tag = tag.strip()
+        if tag == '*' or tag.removeprefix('W/') == current:
+            return True
+    return False
+
+
+def name_of(value, field: str) -> str | None:
+    """A list item given as a string, or as an object with a Name (SuperOffice's entities)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in ('Name', 'Value', 'Fullname', 'FullName', 'Status'):
+            if isinstance(value.get(key), str):
+                return value[key]
+        return None
+    raise BadEntity('%s must be a string or an object with a Name' % field)
+
+
+def date_of(value, field: str) -> datetime.datetime | None:
+    if value is None or value == '':
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise BadEntity('%s is not an ISO 8601 date: %r' % (field, value)) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def status_changes(entity: dict) -> dict:
+    changes = {}
+    if entity.get('BaseStatus') is not None:
+        base = base_status_named(str(entity['BaseStatus']))
+        if base is None:
+            raise BadEntity('unknown BaseStatus %r' % entity['BaseStatus'])
+        changes['base_status'] = base
+    status_name = name_of(entity.get('Status'), 'Status')
+    if status_name is not None:
+        status = ticket_status_named(status_name)
+        if status is None:
+            raise BadEntity('unknown Status %r' % status_name)
+        changes['status'] = status
+    return changes
+
+
+def owner_of(value) -> int | None:
+    if not isinstance(value, dict):
+        return None
+    owner = value.get('AssociateId', value.get('Id'))
+    if owner is None:
+        return None
+    if isinstance(owner, bool) or not isinstance(owner, int):
+        raise BadEntity('OwnedBy.AssociateId must be a number')
+    return owner
+
+
+def field_changes(entity: dict) -> dict:
+    changes = {}
+    if isinstance(entity.get('Title'), str):
+        changes['title'] = entity['Title']
+    for key, column in (('Category', 'category'), ('Priority', 'priority')):
+        named = name_of(entity.get(key), key)
+        if named is not None:
+            changes[column] = named
+    owner = owner_of(entity.get('OwnedBy'))
+    if owner is not None:
+        changes['owned_by'] = owner
+    if isinstance(entity.get('Tags'), list):
+        changes['tags'] = tuple(t for t in (name_of(tag, 'Tags') for tag in entity['Tags']) if t)
+    if 'Deadline' in entity:
+        changes['deadline'] = date_of(entity['Deadline'], 'Deadline')
+    if 'ConnectId' in entity:
+        changes['connect_id'] = entity['ConnectId'] or None
+    if isinstance(entity.get('CustomFields'), dict):
+        changes['custom_fields'] = entity['CustomFields']
+    return changes
+
+
+def person_of(entity: dict) -> tuple[str | None, str]:
+    person = entity.get('Person') if isinstance(entity.get('Person'), dict) else {}
+    name = person.get('FullName') or ' '.join(p for p in (person.get('Firstname'), person.get('Lastname')) if p)
+    email = person.get('Email') or person.get('EmailName') or None
+    return email, name or ''
+
+
+def ticket_save(entity: dict) -> TicketSave:
+    """What a SaveTicketEntity request asks for. Raises BadEntity."""
+    email, name = person_of(entity)
+    from_address = entity.get('FromAddress') if isinstance(entity.get('FromAddress'), str) else None
+    mailbox_id = entity.get('MailboxId') if isinstance(entity.get('MailboxId'), int) else None
+    return TicketSave(entity.get('TicketId') or None, {**field_changes(entity), **status_changes(entity)},
+                      email, name, from_address or None, mailbox_id)
+
+
+MAX_TOP = 500
+_AND = re.compile(r'\s+and\s+', re.I)
+_CLAUSE = re.compile(r'^\s*(\w+)\s+(eq|gt)\s+(.+?)\s*$', re.I)
+_FILTERS = {('basestatus', 'eq'): 'base_status', ('ownedby', 'eq'): 'owned_by', ('mailboxid', 'eq'): 'mailbox_id',
+            ('lastchanged', 'gt'): 'changed_after'}
+
+
+def literal(value: str) -> str:
+    """A $filter value: bare, 'quoted', or datetime'quoted'."""
+    value = value.strip()
+    if value.lower().startswith('datetime'):
+        value = value[8:]
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        value = value[1:-1].replace("''", "'")
+    return value
+
+
+def filter_value(name: str, value: str):
+    if name == 'base_status':
+        base = base_status_named(value)
+        if base is None:
+            raise BadEntity('unknown BaseStatus %r in $filter' % value)
+        return base
+    if name == 'changed_after':
+        return date_of(value.replace(' ', '+'), 'LastChanged')    # a + of the offset, decoded as a space
+    if not re.fullmatch(r'-?\d{1,18}', value):
+        raise BadEntity('%s in $filter must be a number' % name)
+    return int(value)
+
+
+def ticket_filter(text: str | None, top: int | None, skip: int | None) -> TicketFilter:
+    """`$filter=BaseStatus eq 'Active' and LastChanged gt 2026-11-16T09:00:00Z`, `$top` (at most 500), `$skip`.
+    Raises BadEntity."""
+    wanted = {}
+    for clause in _AND.split(text.strip()) if text and text.strip() else ():
+        found = _CLAUSE.match(clause)
+        name = _FILTERS.get((found.group(1).lower(), found.group(2).lower())) if found else None
+        if name is None:
+            raise BadEntity('$filter supports BaseStatus eq, OwnedBy eq, MailboxId eq and LastChanged gt, '
+                            'joined by and; not %r' % clause)
+        wanted[name] = filter_value(name, literal(found.group(3)))
+    return TicketFilter(top=min(MAX_TOP, 100 if top is None else top), skip=skip or 0, **wanted)

@@ -1,0 +1,112 @@
+"""Agents and their secrets: adding an agent with its mailboxes and a new API token, a new token for an agent
+(the old one stops working), a password, disabling; and checking a token or a password.
+
+Secrets are stored only as hashes. A password is hashed with argon2id (argon2-cffi's defaults: memory-hard, about
+50 ms a check, done off the event loop). A token is 32 random bytes, so it cannot be guessed and needs no slow
+hash: it is stored as HMAC-SHA256 under the server's key (configured, or generated once and kept in the
+database), and a request is checked by one keyed hash and one index probe, in microseconds. Whoever reads the
+agent table without the key cannot test tokens offline.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import argon2
+
+from ..model import Agent
+from ..statuses import AGENT_ROLES
+from ..store import agents
+from ..store.agents import AgentExists
+from ..store.db import Connection
+from .mailboxes import UnknownMailbox, find_mailbox
+
+TOKEN_PREFIX = 'pd_'
+_HASHER = argon2.PasswordHasher()
+
+
+class UnknownAgent(LookupError):
+    """No agent has that login."""
+
+
+class BadAgent(ValueError):
+    """An agent that cannot be made: an unknown role, an empty login."""
+
+
+@dataclass(frozen=True)
+class NewAgent:
+    login: str
+    full_name: str = ''
+    email: str | None = None
+    role: str = 'agent'
+    mailboxes: tuple[str, ...] = ()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(key: str, token: str) -> bytes:
+    return hmac.new(key.encode('utf-8'), token.encode('utf-8'), hashlib.sha256).digest()
+
+
+def server_key(conn: Connection, configured: str = '') -> str:
+    """The key tokens are hashed under: the configured one, else the database's (made on first use)."""
+    return configured or agents.token_key(conn, secrets.token_hex(32))
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def password_matches(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+def add_agent(conn: Connection, request: NewAgent, key: str) -> tuple[Agent, str]:
+    """The new agent and its token (shown once; only its hash is kept). Raises AgentExists, UnknownMailbox,
+    BadAgent."""
+    if request.role not in AGENT_ROLES:
+        raise BadAgent('role must be one of %s, not %r' % (', '.join(AGENT_ROLES), request.role))
+    if not request.login.strip():
+        raise BadAgent('an agent needs a login')
+    mailbox_ids = [find_mailbox(conn, address).mailbox_id for address in request.mailboxes]
+    token = new_token()
+    agent = agents.insert_agent(conn, request.login.strip(), request.full_name, request.email or None,
+                                request.role, token_hash(key, token), mailbox_ids)
+    return agent, token
+
+
+def replace_token(conn: Connection, login: str, key: str) -> str:
+    token = new_token()
+    if not agents.set_token_hash(conn, login, token_hash(key, token)):
+        raise UnknownAgent('no agent %s' % login)
+    return token
+
+
+def set_password(conn: Connection, login: str, password: str) -> None:
+    if not password:
+        raise BadAgent('the password is empty')
+    if not agents.set_password_hash(conn, login, hash_password(password)):
+        raise UnknownAgent('no agent %s' % login)
+
+
+def disable_agent(conn: Connection, login: str) -> None:
+    if not agents.disable_agent(conn, login):
+        raise UnknownAgent('no agent %s' % login)
+
+
+def list_agents(conn: Connection) -> list[Agent]:
+    return agents.list_agents(conn)
+
+
+__all__ = ['AgentExists', 'BadAgent', 'NewAgent', 'UnknownAgent', 'UnknownMailbox', 'add_agent', 'disable_agent',
+           'hash_password', 'list_agents', 'password_matches', 'replace_token', 'server_key', 'set_password',
+           'token_hash']

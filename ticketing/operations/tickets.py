@@ -1,0 +1,130 @@
+"""An agent saves a ticket (SuperOffice's SaveTicketEntity, seed 002), in one transaction: a ticket no message
+opened, or the fields that mean something here (Title, BaseStatus, Status, Category, Priority, OwnedBy, Tags,
+Deadline, ConnectId, CustomFields), each change audited with the agent as its modifier.
+
+OwnedBy 0 unassigns; 2147483647 assigns by the mailbox's rule: round robin among its active agents, fewest open
+tickets first, picked under a per-mailbox lock so that concurrent saves never pick by a stale count. A save
+with an If-Match that is no longer the ticket's ETag changes nothing (Request Tracker's answer to lost updates);
+a save without one is applied.
+"""
+from __future__ import annotations
+
+import datetime
+
+from ..formats.entities import etag_matches
+from ..model import ROUND_ROBIN, UNASSIGNED, Agent, TicketRecord, TicketSave
+from ..statuses import (ASSIGNED, CLOSED_BASE, FIELD_CHANGED, UNASSIGNED as UNASSIGNED_ACTION, TransitionError,
+                        agent_transition, ticket_transition)
+from ..store import agents, interactions, mailboxes, ticket_edits
+from ..store.db import Connection
+from ..store.tickets import TicketNotFound
+
+_PLAIN_FIELDS = (('title', 'Title'), ('category', 'Category'), ('priority', 'Priority'), ('deadline', 'Deadline'),
+                 ('connect_id', 'ConnectId'))
+
+
+class StaleTicket(Exception):
+    """The ticket changed since the client read it (If-Match no longer matches)."""
+
+
+class BadSave(ValueError):
+    """A save that cannot be made: an unknown agent or ticket named, a new ticket without a title or customer."""
+
+
+def save_ticket(conn: Connection, agent: Agent, save: TicketSave, if_match: str | None = None) -> TicketRecord:
+    """The saved ticket. Raises TicketNotFound (also for a ticket the agent may not see), StaleTicket, BadSave."""
+    with conn.transaction():
+        ticket_id = save.ticket_id or create_ticket(conn, agent, save)
+        ticket = ticket_edits.lock_ticket(conn, ticket_id)
+        if ticket is None or not agent.may_see(ticket.mailbox_id):
+            raise TicketNotFound('no ticket %d' % ticket_id)
+        if save.ticket_id and if_match is not None and not etag_matches(if_match, ticket):
+            raise StaleTicket('ticket %d changed since it was read' % ticket_id)
+        values, audits = status_change(ticket, save.changes)
+        for change in (field_changes(conn, ticket, save.changes), owner_change(conn, ticket, save.changes)):
+            values.update(change[0])
+            audits.extend(change[1])
+        if values:
+            ticket_edits.update_ticket(conn, ticket_id, values)
+        for action, before, after in audits:
+            interactions.add_audit(conn, ticket_id, None, action, agent.login, before, after)
+        return ticket_edits.read_ticket(conn, ticket_id)
+
+
+def create_ticket(conn: Connection, agent: Agent, save: TicketSave) -> int:
+    """A ticket without a message (no mail is sent): a Title and the customer's address are required."""
+    title = save.changes.get('title')
+    email = save.person_email or save.from_address
+    if not title or not email:
+        raise BadSave('a new ticket needs a Title and a Person with an Email (or a FromAddress)')
+    if '@' not in email or any(c in email for c in ' \r\n<>'):
+        raise BadSave('not an e-mail address: %r' % email)
+    mailbox = mailbox_for_new_ticket(conn, agent, save.mailbox_id)
+    created = ticket_transition('agent_create')
+    person_id = ticket_edits.person_for(conn, email, save.person_name)
+    ticket_id = ticket_edits.insert_ticket(conn, mailbox.mailbox_id, title, created.after, created.base, person_id,
+                                           save.from_address or email)
+    ticket_edits.update_ticket(conn, ticket_id, {'category': save.changes.get('category', mailbox.category),
+                                                 'priority': save.changes.get('priority', mailbox.priority)})
+    interactions.add_audit(conn, ticket_id, None, created.action, agent.login, None, created.after)
+    return ticket_id
+
+
+def mailbox_for_new_ticket(conn: Connection, agent: Agent, mailbox_id: int | None):
+    """The mailbox named (MailboxId), else the agent's first, else (an admin) the default one."""
+    known = mailboxes.load_mailboxes(conn)
+    visible = [m for m in known if agent.may_see(m.mailbox_id)]
+    if mailbox_id is not None:
+        visible = [m for m in visible if m.mailbox_id == mailbox_id]
+    elif agent.is_admin:
+        visible.sort(key=lambda m: not m.is_default)
+    if not visible:
+        raise BadSave('no mailbox %s for a new ticket' % (mailbox_id if mailbox_id is not None else ''))
+    return visible[0]
+
+
+def status_change(ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
+    try:
+        transition = agent_transition(changes.get('status'), changes.get('base_status'), ticket.status)
+    except TransitionError as exc:
+        raise BadSave(str(exc)) from exc
+    if transition is None:
+        return {}, []
+    closed_at = datetime.datetime.now(datetime.timezone.utc) if transition.base == CLOSED_BASE else None
+    return ({'base_status': transition.base, 'status': transition.after, 'closed_at': closed_at},
+            [(transition.action, ticket.status, transition.after)])
+
+
+def field_changes(conn: Connection, ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
+    values, audits = {}, []
+    for column, name in _PLAIN_FIELDS:
+        if column in changes and changes[column] != getattr(ticket, column):
+            values[column] = changes[column]
+            audits.append((FIELD_CHANGED % name, None, None))
+    if values.get('connect_id') is not None and (values['connect_id'] == ticket.ticket_id or
+                                                 not ticket_edits.ticket_exists(conn, values['connect_id'])):
+        raise BadSave('ConnectId %s is not another ticket' % values['connect_id'])
+    if 'tags' in changes and tuple(changes['tags']) != ticket.tags:
+        values['tags'] = list(changes['tags'])
+        audits.append((FIELD_CHANGED % 'Tags', None, None))
+    if 'custom_fields' in changes:
+        merged = {**ticket.custom_fields, **changes['custom_fields']}
+        if merged != ticket.custom_fields:
+            values['custom_fields'] = merged
+            audits.append((FIELD_CHANGED % 'CustomFields', None, None))
+    return values, audits
+
+
+def owner_change(conn: Connection, ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
+    if 'owned_by' not in changes:
+        return {}, []
+    wanted = changes['owned_by']
+    if wanted == UNASSIGNED:
+        return ({'owned_by': None}, [(UNASSIGNED_ACTION, None, None)]) if ticket.owner_id else ({}, [])
+    owner = agents.pick_round_robin(conn, ticket.mailbox_id) if wanted == ROUND_ROBIN else \
+        agents.active_agent(conn, wanted)
+    if owner is None:
+        raise BadSave('no active agent to assign' if wanted == ROUND_ROBIN else 'no active agent %d' % wanted)
+    if owner.agent_id == ticket.owner_id:
+        return {}, []
+    return {'owned_by': owner.agent_id}, [(ASSIGNED % owner.login, None, None)]

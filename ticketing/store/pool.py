@@ -1,0 +1,84 @@
+"""The HTTP API's connections: an asynchronous pool (psycopg_pool) the routes read from on the event loop, and a
+small synchronous pool for the operations that run in threads (intake, replies, ticket saves), each call on a
+connection of its own. Both are autocommit (an operation opens its own transaction), and every statement sent
+through them is counted (`postdesk_api_database_statements`), which is how a test holds "no query per row".
+
+A database that cannot be reached makes `connection()` raise DatabaseBusy after the configured timeout: the
+API answers 503 with Retry-After, as SMTP answers 451.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from ..metrics import count_statement
+
+AsyncConnection = psycopg.AsyncConnection
+
+
+class DatabaseBusy(Exception):
+    """No connection could be had in time: PostgreSQL is down, or every connection is in use."""
+
+
+class CountingAsyncCursor(psycopg.AsyncCursor):
+    async def execute(self, query, params=None, **kwargs):
+        count_statement()
+        return await super().execute(query, params, **kwargs)
+
+
+class CountingCursor(psycopg.Cursor):
+    def execute(self, query, params=None, **kwargs):
+        count_statement()
+        return super().execute(query, params, **kwargs)
+
+    def executemany(self, query, params_seq, **kwargs):
+        count_statement()
+        return super().executemany(query, params_seq, **kwargs)
+
+
+class Pools:
+    """The two pools of one API server."""
+
+    def __init__(self, url: str, size: int, timeout: float):
+        self.timeout = timeout
+        self.reads = AsyncConnectionPool(url, min_size=min(2, size), max_size=size, open=False, timeout=timeout,
+                                         name='postdesk-api',
+                                         kwargs={'autocommit': True, 'cursor_factory': CountingAsyncCursor,
+                                                 'connect_timeout': max(1, int(timeout))})
+        self.writes = ConnectionPool(url, min_size=1, max_size=size, open=False, timeout=timeout,
+                                     name='postdesk-api-operations',
+                                     kwargs={'autocommit': True, 'cursor_factory': CountingCursor,
+                                             'connect_timeout': max(1, int(timeout))})
+
+    async def open(self) -> None:
+        await self.reads.open(wait=False)
+        self.writes.open(wait=False)
+
+    async def close(self) -> None:
+        await self.reads.close()
+        self.writes.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection for reading on the loop. Raises DatabaseBusy."""
+        try:
+            async with self.reads.connection(self.timeout) as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseBusy(str(exc)) from exc
+
+    @contextlib.contextmanager
+    def operation_connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for one operation in a thread. Raises DatabaseBusy."""
+        try:
+            with self.writes.connection(self.timeout) as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseBusy(str(exc)) from exc
+
+
+async def ping(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute('SELECT 1')
