@@ -76,6 +76,22 @@ CREATE TABLE IF NOT EXISTS agent_mailbox (
 );
 CREATE INDEX IF NOT EXISTS agent_mailbox_mailbox_idx ON agent_mailbox (mailbox_id);
 
+-- A change of who an agent is (login, role, secrets, active, mailboxes) is announced, so that the HTTP API's
+-- processes drop the credentials they keep in memory at once.
+CREATE OR REPLACE FUNCTION postdesk_agents_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('postdesk_agents', '');
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS agent_changed ON agent;
+CREATE TRIGGER agent_changed AFTER INSERT OR DELETE OR TRUNCATE
+    OR UPDATE OF login, full_name, email, role, active, password_hash, token_hash ON agent
+    FOR EACH STATEMENT EXECUTE FUNCTION postdesk_agents_changed();
+DROP TRIGGER IF EXISTS agent_mailbox_changed ON agent_mailbox;
+CREATE TRIGGER agent_mailbox_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON agent_mailbox
+    FOR EACH STATEMENT EXECUTE FUNCTION postdesk_agents_changed();
+
 -- Genesys: interactions are placed in queues (shared) and workbins (an agent's or a group's holding area).
 CREATE TABLE IF NOT EXISTS queue (
     queue_id   serial PRIMARY KEY,

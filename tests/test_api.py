@@ -167,6 +167,16 @@ def test_a_new_token_replaces_the_old_one(api, tokens, run_postdesk):
         assert new_client.get('/api/v1/Ticket').status_code == 200
 
 
+def test_credentials_used_a_moment_ago_stop_working_at_once_when_replaced_or_disabled(api, tokens, run_postdesk):
+    """The API keeps agents it has checked in memory; every change of an agent empties that at once."""
+    with client(api, tokens['anna']) as anna, client(api, tokens['sven']) as sven:
+        assert anna.get('/api/v1/Ticket').status_code == 200 and sven.get('/api/v1/Ticket').status_code == 200
+        run_postdesk('agent', 'token', 'anna', check=True)
+        run_postdesk('agent', 'disable', 'sven', check=True)
+        assert anna.get('/api/v1/Ticket').status_code == 401
+        assert sven.get('/api/v1/Ticket').status_code == 401
+
+
 def test_another_mailboxs_ticket_is_404_exactly_like_a_missing_one(api, tokens):
     with client(api, tokens['anna']) as anna, client(api, tokens['sven']) as sven:
         ticket_id = new_ticket(anna)['TicketId']
@@ -210,6 +220,27 @@ def test_create_ticket_from_mail_data_threads_a_reply_as_replay_does(api, tokens
                            subject='Re: Order 1001 has not arrived')
     assert (reply['TicketId'], reply['Outcome'], reply['ThreadRule']) == (first['TicketId'], 'followup',
                                                                           'in-reply-to')
+
+
+def test_concurrent_messages_are_each_answered_for_themselves(api, tokens, conn):
+    """Requests that arrive together are stored together; each still gets its own answer: a new ticket, a
+    duplicate, a 404 for a mailbox the agent does not work for, a 422 for what cannot be a ticket."""
+    import concurrent.futures
+    bodies = [(make_message(message_id='<burst-%d@customer.example>' % n, subject='Burst %d' % n), 1)
+              for n in range(16)]
+    bodies += [(make_message(message_id='<burst-0@customer.example>', subject='Burst 0'), 1),
+               (make_message(message_id='<other@customer.example>'), 2), (b'not a message at all', 1)]
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        def send(item):
+            with client(api, tokens['anna']) as http:
+                return post_mail(http, item[0], mailbox_id=item[1])
+        answers = list(pool.map(send, bodies))
+    assert [a.status_code for a in answers] == [200] * 17 + [404, 422]
+    titles = [a.json()['Title'] for a in answers[:16]]
+    assert titles == ['Burst %d' % n for n in range(16)]
+    assert len({a.json()['TicketId'] for a in answers[:16]}) == 16
+    assert answers[16].json()['TicketId'] == answers[0].json()['TicketId']
+    assert conn.execute("SELECT count(*) FROM interaction WHERE message_id LIKE 'burst-%%'").fetchone()[0] == 16
 
 
 def test_select_nulls_the_fields_not_named(api, tokens):

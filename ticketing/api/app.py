@@ -17,7 +17,7 @@ import time
 import zoneinfo
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -57,6 +57,8 @@ class ApiState:
     pools: Pools
     key: str
     throttle: object = None
+    agent_cache: object = None
+    mail_intake: object = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -116,19 +118,28 @@ async def on_defect(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 500, 'InternalError', 'internal error (logged)')
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """A dependency of the routes that take a body: JSON only (application/json or text/json), else 415."""
     media = request.headers.get('content-type', '').split(';', 1)[0].strip().lower()
     if media not in JSON_TYPES:
         raise ApiError(415, 'UnsupportedMediaType', 'the body must be JSON (application/json or text/json)')
 
 
-def zone_of(so_timezone: str | None = Header(None, alias='SO-TimeZone', max_length=64),
-            accept_language: str | None = Header(None, alias='Accept-Language', max_length=256),
-            so_language: str | None = Header(None, alias='SO-Language', max_length=64),
-            so_culture: str | None = Header(None, alias='SO-Culture', max_length=64)) -> datetime.tzinfo | None:
+LOCALE_HEADERS = (('SO-TimeZone', 64), ('Accept-Language', 256), ('SO-Language', 64), ('SO-Culture', 64))
+# The routes that answer dates declare SuperOffice's locale headers in the OpenAPI document; zone_of reads them
+# from the request itself (declared as FastAPI parameters, four headers cost more than the rest of a request).
+LOCALE = {**SECURITY, 'parameters': [{'name': name, 'in': 'header', 'required': False,
+                                      'schema': {'type': 'string', 'maxLength': limit}}
+                                     for name, limit in LOCALE_HEADERS]}
+
+
+async def zone_of(request: Request) -> datetime.tzinfo | None:
     """SuperOffice's request headers: SO-TimeZone converts the answer's dates (an unknown zone is 400); the
     language and culture headers are accepted (postdesk answers in one language)."""
+    for name, limit in LOCALE_HEADERS:
+        if len(request.headers.get(name, '')) > limit:
+            raise ApiError(400, 'BadRequest', '%s: longer than %d characters' % (name, limit))
+    so_timezone = request.headers.get('SO-TimeZone')
     if not so_timezone:
         return None
     try:
@@ -257,8 +268,11 @@ def openapi_document(app: FastAPI) -> dict:
 
 def create_app(state: ApiState) -> FastAPI:
     from . import iservice, metrics, superoffice
-    from .auth import Throttle
+    from .auth import AgentCache, Throttle
+    from .mail_intake import MailIntake
     state.throttle = state.throttle or Throttle()
+    state.agent_cache = state.agent_cache or AgentCache()
+    state.mail_intake = state.mail_intake or MailIntake(state.pools, state.config)
     app = FastAPI(title='postdesk', version='1', docs_url=None, redoc_url=None, openapi_url='/openapi.json',
                   description='SuperOffice tickets and mail, iService replies, for postdesk agents.')
     app.state.api = state

@@ -83,7 +83,55 @@ def credentials(header: str | None) -> tuple[str, str | None, str] | None:
     raise unauthorized('use Authorization: Bearer TOKEN, or Basic with a login and a password or token')
 
 
+@dataclass
+class AgentCache:
+    """Agents by the keyed hash of their credential, kept only while this process listens to the agents' change
+    channel (a trigger announces every change of a login, role, secret, mailbox or the active flag): the cache is
+    emptied at every change and whenever the channel is lost, so a new token or a disabled agent takes effect at
+    once, and a request with known credentials costs no database round trip and no argon2."""
+    entries: dict[bytes, tuple[Agent, float]] = field(default_factory=dict)
+    live: bool = False
+    ttl: float = 300.0
+
+    def get(self, key: bytes) -> Agent | None:
+        found = self.entries.get(key)
+        if found is None or not self.live or time.monotonic() > found[1]:
+            return None
+        return found[0]
+
+    def put(self, key: bytes, agent: Agent) -> None:
+        if not self.live:
+            return
+        if len(self.entries) >= MAX_ADDRESSES:
+            self.entries.clear()
+        self.entries[key] = (agent, time.monotonic() + self.ttl)
+
+    async def changed(self) -> None:
+        self.entries.clear()
+        self.live = True
+
+    async def lost(self) -> None:
+        self.entries.clear()
+        self.live = False
+
+
+def cache_key(key: str, found: tuple[str, str | None, str]) -> bytes:
+    scheme, login, secret = found
+    return scheme.encode() + b'\0' + token_hash(key, '%s\0%s' % (login or '', secret))
+
+
 async def agent_for(request: Request, found: tuple[str, str | None, str]) -> Agent | None:
+    state = state_of(request)
+    key = cache_key(state.key, found)
+    agent = state.agent_cache.get(key)
+    if agent is None:
+        agent = await agent_from_database(request, found)
+        if agent is not None:
+            state.agent_cache.put(key, agent)
+    return agent
+
+
+async def agent_from_database(request: Request, found: tuple[str, str | None, str]) -> Agent | None:
     state = state_of(request)
     scheme, login, secret = found
     async with state.pools.connection() as conn:

@@ -15,6 +15,7 @@ import uvicorn
 
 from ..config import Config
 from ..operations.agents import server_key
+from ..store import events
 from ..store.db import connect
 from ..store.pool import Pools
 from .app import ApiState, create_app
@@ -37,6 +38,7 @@ class ApiServer:
     task: asyncio.Task
     pools: Pools
     address: str
+    listeners: list[asyncio.Task]
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish within the grace period (uvicorn's graceful shutdown)."""
@@ -44,6 +46,10 @@ class ApiServer:
         try:
             await self.task
         finally:
+            for listener in self.listeners:
+                listener.cancel()
+            await asyncio.gather(*self.listeners, return_exceptions=True)
+            await self.server.config.app.state.api.mail_intake.close()
             await self.pools.close()
 
 
@@ -78,6 +84,9 @@ async def start_api(config: Config, host: str, port: int) -> ApiServer:
     pools = Pools(config.database_url, config.http_pool_size, config.database_timeout)
     await pools.open()
     app = create_app(ApiState(config, pools, await asyncio.to_thread(token_key, config)))
+    cache = app.state.api.agent_cache
+    listeners = [asyncio.create_task(events.listen_forever(config.database_url, events.AGENTS_CHANNEL, cache.changed,
+                                                           cache.lost))]
     server = EmbeddedServer(uvicorn_config(app, config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(STARTUP_SECONDS * 20):
@@ -85,10 +94,12 @@ async def start_api(config: Config, host: str, port: int) -> ApiServer:
             break
         await asyncio.sleep(0.05)
     if task.done():
+        for listener in listeners:
+            listener.cancel()
         await pools.close()
         task.result()
     bound = sock.getsockname()
     address = '%s:%d' % (bound[0], bound[1])
     log.info('HTTP listening on %s (max %d bytes per request body, %d database connections)', address,
              config.http_body_limit(), config.http_pool_size)
-    return ApiServer(server, task, pools, address)
+    return ApiServer(server, task, pools, address, listeners)

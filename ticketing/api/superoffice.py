@@ -20,12 +20,12 @@ from ..formats.entities import BadEntity, etag, ticket_filter, ticket_save
 from ..formats.superoffice import (created_ticket_info, message_entity, select_fields, ticket_entity,
                                    ticket_page_json)
 from ..model import QUARANTINED, Agent
-from ..operations.mail import UnknownMailboxId, create_from_mail
+from ..operations.mail import MailRequest, UnknownMailboxId
 from ..operations.tickets import BadSave, StaleTicket, save_ticket
 from ..store import views
 from ..store.tickets import TicketNotFound
 from . import schemas
-from .app import SECURITY, ApiError, json_response, not_found, require_json, run_operation, state_of, zone_of
+from .app import LOCALE, SECURITY, ApiError, json_response, not_found, require_json, run_operation, state_of, zone_of
 from .auth import current_agent
 
 MAX_ID = schemas.MAX_ID
@@ -56,7 +56,7 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
     if len(data) > state.config.max_message_bytes:
         raise ApiError(413, 'PayloadTooLarge', 'the message is larger than %d bytes' % state.config.max_message_bytes)
     try:
-        result = await run_operation(request, create_from_mail, state.config, agent, body.MailboxId, data)
+        result = await state.mail_intake.store(MailRequest(agent, body.MailboxId, data))
     except UnknownMailboxId:
         raise not_found('mailbox %d' % body.MailboxId) from None
     outcome = result.outcome
@@ -67,7 +67,7 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
     return json_response(select_fields(created_ticket_info(outcome, url), select))
 
 
-@router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=SECURITY,
+@router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=LOCALE,
             responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag'}, **ERRORS})
 async def get_ticket(request: Request, ticket_id: int = TicketId, select: str | None = Select,
                      zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
@@ -78,7 +78,7 @@ async def get_ticket(request: Request, ticket_id: int = TicketId, select: str | 
     return json_response(select_fields(ticket_entity(ticket, zone), select), headers={'ETag': etag(ticket)})
 
 
-@router.get('/Ticket', response_model=None, openapi_extra=SECURITY,
+@router.get('/Ticket', response_model=None, openapi_extra=LOCALE,
             responses={200: {'model': schemas.TicketPage, 'description': 'A page of tickets and the total'},
                        **ERRORS})
 async def list_tickets(request: Request, top: int | None = Query(None, alias='$top', ge=0, le=MAX_ID),
@@ -94,7 +94,7 @@ async def list_tickets(request: Request, top: int | None = Query(None, alias='$t
     return json_response(ticket_page_json(page, wanted.top, wanted.skip, zone))
 
 
-@router.get('/TicketMessage/{message_id}', response_model=None, openapi_extra=SECURITY,
+@router.get('/TicketMessage/{message_id}', response_model=None, openapi_extra=LOCALE,
             responses={200: {'model': schemas.MessageEntity, 'description': 'The message'}, **ERRORS})
 async def get_message(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
                       zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
@@ -138,7 +138,7 @@ async def get_raw(request: Request, message_id: int = Path(ge=1, le=MAX_ID), age
     return download(data, 'message/rfc822', 'message-%d.eml' % message_id)
 
 
-@router.post('/Agents/Ticket/SaveTicketEntity', response_model=None, openapi_extra=SECURITY,
+@router.post('/Agents/Ticket/SaveTicketEntity', response_model=None, openapi_extra=LOCALE,
              responses={200: {'model': schemas.TicketEntity, 'description': 'The saved ticket, with its ETag'},
                         412: {'model': schemas.ErrorBody, 'description': 'If-Match no longer matches'},
                         **BODY_ERRORS},

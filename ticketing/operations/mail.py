@@ -27,8 +27,16 @@ class MailResult:
     quarantine_id: int | None = None
 
 
-def mailbox_by_id(conn: Connection, agent: Agent, mailbox_id: int) -> Mailbox:
-    for mailbox in mailboxes.load_mailboxes(conn):
+@dataclass(frozen=True)
+class MailRequest:
+    """One CreateTicketFromMailData: who asks, for which mailbox, with which bytes."""
+    agent: Agent
+    mailbox_id: int
+    data: bytes
+
+
+def mailbox_by_id(known: list[Mailbox], agent: Agent, mailbox_id: int) -> Mailbox:
+    for mailbox in known:
         if mailbox.mailbox_id == mailbox_id and agent.may_see(mailbox_id):
             return mailbox
     raise UnknownMailboxId('no mailbox %d' % mailbox_id)
@@ -37,8 +45,35 @@ def mailbox_by_id(conn: Connection, agent: Agent, mailbox_id: int) -> Mailbox:
 def create_from_mail(conn: Connection, config: Config, agent: Agent, mailbox_id: int, data: bytes) -> MailResult:
     """Store the message in the mailbox; a message that cannot become a ticket is quarantined (with its id).
     Raises UnknownMailboxId."""
-    mailbox = mailbox_by_id(conn, agent, mailbox_id)
-    outcome = Intake(conn, config, mailbox).store_batch([SourceMessage(data, API_SOURCE)])[0]
+    [result] = create_from_mails(conn, config, [MailRequest(agent, mailbox_id, data)])
+    if isinstance(result, UnknownMailboxId):
+        raise result
+    return result
+
+
+def create_from_mails(conn: Connection, config: Config,
+                      requests: list[MailRequest]) -> list[MailResult | UnknownMailboxId]:
+    """Several messages at once, each in the mailbox its request names: those of one mailbox are stored as one
+    batch (one transaction, as replay's batches; a message that fails costs only itself). The results in the
+    order of the requests; an UnknownMailboxId for a request whose mailbox does not exist for its agent."""
+    known = mailboxes.load_mailboxes(conn)
+    results: list[MailResult | UnknownMailboxId | None] = [None] * len(requests)
+    by_mailbox: dict[int, list[int]] = {}
+    for index, request in enumerate(requests):
+        try:
+            by_mailbox.setdefault(mailbox_by_id(known, request.agent, request.mailbox_id).mailbox_id, []).append(index)
+        except UnknownMailboxId as exc:
+            results[index] = exc
+    for mailbox_id, indexes in by_mailbox.items():
+        mailbox = mailbox_by_id(known, requests[indexes[0]].agent, mailbox_id)
+        outcomes = Intake(conn, config, mailbox).store_batch([SourceMessage(requests[i].data, API_SOURCE)
+                                                              for i in indexes])
+        for index, outcome in zip(indexes, outcomes):
+            results[index] = result_of(conn, outcome, requests[index].data)
+    return results
+
+
+def result_of(conn: Connection, outcome: Outcome, data: bytes) -> MailResult:
     if outcome.outcome != QUARANTINED:
         return MailResult(outcome)
     return MailResult(outcome, quarantine.held_id(conn, hashlib.sha256(data).digest()))

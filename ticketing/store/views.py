@@ -8,6 +8,8 @@ it holds: the count, the tickets, and the messages of all of them.
 """
 from __future__ import annotations
 
+import datetime
+
 import psycopg
 from psycopg import sql
 
@@ -16,6 +18,11 @@ from ..model import MessageDetail, MessageSummary, StoredAttachment, TicketFilte
 from .tickets import MESSAGE_COLUMNS, _TICKET, _record
 
 _IN_SCOPE = sql.SQL('t.mailbox_id = ANY({})')
+# One ticket and its messages in one statement: the messages as a JSON array PostgreSQL builds.
+_TICKET_WITH_MESSAGES = (
+    'SELECT t.*, (SELECT json_agg(json_build_array(' + MESSAGE_COLUMNS + ') ORDER BY interaction_id) '
+    '             FROM interaction i WHERE i.ticket_id = t.ticket_id) '
+    'FROM (' + _TICKET + 'WHERE t.ticket_id = %s AND (%s::int[] IS NULL OR t.mailbox_id = ANY(%s))) AS t')
 _MESSAGES_OF = ('SELECT ticket_id, ' + MESSAGE_COLUMNS + ' FROM interaction WHERE ticket_id = ANY(%s) '
                 'ORDER BY ticket_id, interaction_id')
 _MESSAGE = (
@@ -57,11 +64,17 @@ async def messages_of(conn: psycopg.AsyncConnection, ticket_ids: list[int]) -> d
 
 async def ticket_view(conn: psycopg.AsyncConnection, ticket_id: int, scope: list[int] | None) -> TicketRecord | None:
     """The ticket with its messages, if it exists and is in scope."""
-    rows = await _rows(conn, _TICKET + 'WHERE t.ticket_id = %s AND (%s::int[] IS NULL OR t.mailbox_id = ANY(%s))',
-                       (ticket_id, scope, scope))
+    rows = await _rows(conn, _TICKET_WITH_MESSAGES, (ticket_id, scope, scope))
     if not rows:
         return None
-    return _record(rows[0], (await messages_of(conn, [ticket_id]))[ticket_id])
+    return _record(rows[0][:-1], tuple(message_summary(m) for m in rows[0][-1] or ()))
+
+
+def message_summary(values: list) -> MessageSummary:
+    """A message from the JSON array the ticket's query aggregates (its date comes as ISO 8601 text)."""
+    values = list(values)
+    values[1] = datetime.datetime.fromisoformat(values[1])
+    return MessageSummary(*values)
 
 
 def conditions(wanted: TicketFilter, scope: list[int] | None) -> tuple[sql.Composable, list]:
