@@ -32,13 +32,15 @@ from .spool import SpoolWriter
 log = logging.getLogger('postdesk.smtp')
 
 TOO_MUCH_DATA = '552 Error: Too much mail data'
+MALFORMED_ADDRESS = '553 5.1.3 Error: malformed address'
 SIZE_DECLARED_TOO_BIG = '552 Error: message size exceeds fixed maximum message size'
 LINE_TOO_LONG = '500 Line too long (see RFC5321 4.5.3.1.6)'
 # aiosmtpd answers these itself; postdesk gives them enhanced status codes (RFC 3463), and in LMTP repeats the
 # answer to DATA once per accepted recipient (RFC 2033 4.2), as aiosmtpd sends it only once.
 _REWORDED = {TOO_MUCH_DATA: '552 5.3.4 Message too big for this system',
              SIZE_DECLARED_TOO_BIG: '552 5.3.4 Message size exceeds the fixed maximum message size',
-             LINE_TOO_LONG: '500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)'}
+             LINE_TOO_LONG: '500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)',
+             MALFORMED_ADDRESS: '501 5.1.3 Bad address syntax'}
 _ANSWERS_TO_DATA = (TOO_MUCH_DATA, LINE_TOO_LONG)
 RECIPIENT_REFRESH_SECONDS = 1.0
 # The path of nearly every MAIL FROM and RCPT TO: `<dot-atom@dot-atom>`, then parameters. aiosmtpd parses each
@@ -91,6 +93,25 @@ class Recipients:
 
     def accepts(self, address: str) -> bool:
         return mailbox_for(self.directory, address) is not None
+
+
+def is_utf8(text: str) -> bool:
+    """Whether a command argument was valid UTF-8 (aiosmtpd keeps undecodable bytes as surrogate escapes)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str | None) -> str:
+    """Envelope text for a log line or a reply: undecodable bytes as \\xNN, line breaks escaped, never an
+    encoding error."""
+    text = text or ''
+    if text.isascii() and text.isprintable():
+        return text
+    text = text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+    return text.replace('\r', '\\r').replace('\n', '\\n')
 
 
 def message_id_of(data: bytes) -> str:
@@ -150,12 +171,16 @@ class IntakeHandler:
                 await self.recipients.refresh(self.url, self.database_timeout)
             except SpoolUnavailable as exc:
                 log.warning('peer=%s rcpt=<%s> outcome=451 reason=mailboxes unavailable (%s)',
-                            _peer(session), address, first_line(exc))
+                            _peer(session), printable(address), first_line(exc))
                 return '451 4.3.0 Cannot verify the recipient now, try again later'
+        if not is_utf8(address):
+            log.info('peer=%s from=<%s> rcpt=<%s> outcome=550 reason=address is not valid UTF-8',
+                     _peer(session), printable(envelope.mail_from), printable(address))
+            return '550 5.1.1 Recipient address rejected: not a valid address (8-bit bytes that are not UTF-8)'
         if not self.recipients.accepts(address):
             log.info('peer=%s from=<%s> rcpt=<%s> outcome=550 reason=no such mailbox',
-                     _peer(session), envelope.mail_from, address)
-            return '550 5.1.1 <%s>: Recipient address rejected: no such mailbox here' % address
+                     _peer(session), printable(envelope.mail_from), printable(address))
+            return '550 5.1.1 <%s>: Recipient address rejected: no such mailbox here' % printable(address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return '250 2.1.5 Ok'
@@ -172,7 +197,7 @@ class IntakeHandler:
             raw_id = await self.writer.accept(data, record)
         except SpoolUnavailable as exc:
             log.warning('peer=%s from=<%s> to=%s message-id=%s outcome=451 reason=%s ms=%d', record.peer,
-                        record.mail_from, ','.join('<%s>' % r for r in record.rcpt_to), message_id_of(data),
+                        printable(record.mail_from), ','.join('<%s>' % r for r in record.rcpt_to), message_id_of(data),
                         first_line(exc), (time.monotonic() - started) * 1000)
             return self._replies(server, envelope, '451 4.3.0 Temporary failure storing the message, '
                                                    'try again later')
@@ -226,7 +251,10 @@ class Session:
         simple = _SIMPLE_PATH.match(arg) if arg else None
         rest = arg[simple.end():].lstrip(' \t') if simple else ''
         if simple is None or rest.startswith('('):         # anything else (comments included): aiosmtpd decides
-            return super()._getaddr(arg)
+            try:
+                return super()._getaddr(arg)
+            except (AttributeError, IndexError, ValueError):   # the email package's parser trips on some paths:
+                return None, None                               # malformed, 501 5.1.3 (not 500 with its error)
         address = simple.group(1)
         if self.local_part_limit and len(address.rpartition('@')[0]) > self.local_part_limit:
             return None, None
@@ -238,6 +266,8 @@ class Session:
             status = '\r\n'.join('%s <%s>' % (_REWORDED[status], rcpt) for rcpt in self.envelope.rcpt_tos)
         else:
             status = _REWORDED.get(status, status)
+        if isinstance(status, str) and not is_utf8(status):       # never an encoding error for a reply
+            status = printable(status)
         await super().push(status)
 
     def in_transaction(self) -> bool:
