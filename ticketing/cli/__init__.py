@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, 'verbose', False) else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     from ..config import ConfigError
-    from ..store.db import DatabaseUnavailable
+    from ..store.db import DatabaseError, DatabaseUnavailable, first_line, is_transient
     try:
         return args.handler(args)
     except (UsageError, ConfigError) as exc:
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except DatabaseUnavailable as exc:
         sys.stderr.write('postdesk: %s\n' % exc)
+        return EXIT_TEMPFAIL
+    except DatabaseError as exc:
+        if not is_transient(exc):
+            raise
+        sys.stderr.write('postdesk: PostgreSQL is unavailable: %s\n' % first_line(exc))
         return EXIT_TEMPFAIL
     except BrokenPipeError:
         return EXIT_INCOMPLETE

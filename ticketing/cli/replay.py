@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..model import DUPLICATE, FOLLOWUP, NEW, QUARANTINED, Outcome
-from .command import EXIT_INCOMPLETE, EXIT_OK, UsageError, config_of, database, write_json
+from .command import EXIT_INCOMPLETE, EXIT_OK, EXIT_TEMPFAIL, UsageError, config_of, database, write_json
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Progress:
             self.stream.flush()
 
     def summary(self) -> str:
-        return 'replayed %d messages: %s (%.0f messages/s)' % (self.total, self._counts_text(), self.rate())
+        return 'replayed %d messages: %s (%.0f messages/s)' % (self.total, self.counts_text(), self.rate())
 
     def finish(self, out) -> None:
         self._clear()
@@ -51,13 +51,13 @@ class Progress:
         out.flush()
 
     def _line(self) -> str:
-        return '[%s] %d messages  %s  %.0f/s' % (self._bar(), self.total, self._counts_text(), self.rate())
+        return '[%s] %d messages  %s  %.0f/s' % (self._bar(), self.total, self.counts_text(), self.rate())
 
     def _bar(self) -> str:
         filled = (self.total // 10) % 21
         return '=' * filled + '>' + ' ' * (20 - filled)
 
-    def _counts_text(self) -> str:
+    def counts_text(self) -> str:
         return ', '.join('%s %d' % (name, self.counts[name])
                          for name in (NEW, FOLLOWUP, DUPLICATE, QUARANTINED))
 
@@ -81,6 +81,7 @@ def run_replay(args) -> int:
     from ..intake import Intake
     from ..intake.memory import keep_large_blocks_out_of_the_heap
     from ..intake.sources import SourceError, check_paths, iter_messages
+    from ..store.db import DatabaseUnavailable
     missing = check_paths(args.paths)
     if missing:
         raise UsageError('no such file or directory: %s' % ', '.join(missing))
@@ -90,15 +91,27 @@ def run_replay(args) -> int:
     mailbox = named_mailbox(conn, args.mailbox) if args.mailbox else None
     progress = Progress()
     try:
-        for outcome in Intake(conn, config, mailbox).run(iter_messages(args.paths)):
+        for outcome in Intake(conn, config, mailbox, reconnect=reconnect_to(config)).run(iter_messages(args.paths)):
             progress.add(outcome)
             if args.json:
                 write_json(outcome_json(outcome, config))
     except SourceError as exc:                 # a path that vanished or became unreadable during the run
         progress.finish(sys.stderr if args.json else sys.stdout)
         raise UsageError(str(exc)) from exc
+    except DatabaseUnavailable as exc:         # through the retries: the rest is stored by running it again
+        progress.finish(sys.stderr if args.json else sys.stdout)
+        sys.stderr.write('postdesk: %s; %d messages were stored before it went away (%s); run the same replay '
+                         'again to store the rest, each once\n' % (exc, progress.total, progress.counts_text()))
+        return EXIT_TEMPFAIL
     progress.finish(sys.stderr if args.json else sys.stdout)
     return EXIT_INCOMPLETE if progress.counts[QUARANTINED] else EXIT_OK
+
+
+def reconnect_to(config):
+    """A new autocommit connection to the run's database, for an intake whose connection was lost."""
+    from ..store.db import connect, resolve_database_url
+    url = resolve_database_url(config.database_url, config.embedded_data)
+    return lambda: connect(url, autocommit=True)
 
 
 def named_mailbox(conn, address: str):
