@@ -129,6 +129,11 @@ ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS trace_len integer NOT NULL DEFA
 ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS claimed_by integer;
 ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS raw_message_claimed_idx ON raw_message (claimed_by) WHERE state = 'pending';
+-- claimed_at: when the claim was taken; crashes: how many claims ended with their backend gone while the server kept
+-- running and without the worker releasing them after losing its connection, that is with the worker process
+-- dead. A row that has crashed workers is worked on alone, and quarantined after `max_crashes`.
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS claimed_at timestamptz;
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS crashes integer NOT NULL DEFAULT 0;
 
 -- Every inbound and outbound message (iService interaction), in exactly one ticket.
 CREATE TABLE IF NOT EXISTS interaction (

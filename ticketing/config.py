@@ -8,6 +8,8 @@ variables, which win over the file. Every setting has a default that works on a 
     [intake]
     max_message_bytes = 26214400                      # POSTDESK_MAX_MESSAGE_BYTES
     batch_size = 100
+    max_crashes = 3                                   # POSTDESK_MAX_CRASHES; a message that killed the intake
+                                                      # worker this many times is quarantined
 
     [tickets]
     url_template = "http://localhost:8080/tickets/{ticket_id}"   # POSTDESK_TICKET_URL
@@ -64,6 +66,7 @@ class Config:
     embedded_data: str = field(default_factory=default_embedded_data)
     max_message_bytes: int = MAX_MESSAGE_BYTES
     batch_size: int = 100
+    max_crashes: int = 3
     ticket_url_template: str = 'http://localhost:8080/tickets/{ticket_id}'
     smtp_listen: str = '127.0.0.1:2525'
     lmtp_listen: str = '127.0.0.1:2424'
@@ -97,6 +100,7 @@ _FILE_KEYS = {
     ('database', 'embedded_data'): 'embedded_data',
     ('intake', 'max_message_bytes'): 'max_message_bytes',
     ('intake', 'batch_size'): 'batch_size',
+    ('intake', 'max_crashes'): 'max_crashes',
     ('tickets', 'url_template'): 'ticket_url_template',
     ('server', 'smtp'): 'smtp_listen',
     ('server', 'lmtp'): 'lmtp_listen',
@@ -125,6 +129,7 @@ _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
     'POSTDESK_PGDATA': 'embedded_data',
     'POSTDESK_MAX_MESSAGE_BYTES': 'max_message_bytes',
+    'POSTDESK_MAX_CRASHES': 'max_crashes',
     'POSTDESK_TICKET_URL': 'ticket_url_template',
     'POSTDESK_SMTP_LISTEN': 'smtp_listen',
     'POSTDESK_LMTP_LISTEN': 'lmtp_listen',

@@ -104,6 +104,7 @@ class Pending:
     source: str
     received_at: datetime.datetime
     trace_len: int = 0
+    crashes: int = 0              # how many times a worker died holding it (see store.spool)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,9 @@ from ingest import NotAMessage, ParsedMail, ParseLimits, parse_message
 from ..model import SourceMessage
 
 log = logging.getLogger(__name__)
+# For tests only: with POSTDESK_TEST_CRASH_MARKER set, parsing a message that contains the marker kills the process
+# at once, as a crash in C code would (tests/test_poison.py). Never set in production.
+_CRASH_MARKER = os.environ.get('POSTDESK_TEST_CRASH_MARKER', '').encode() or None
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class ParseResult:
 
 
 def parse_raw(raw: bytes, limits: ParseLimits) -> ParseResult:
+    if _CRASH_MARKER is not None and _CRASH_MARKER in raw:
+        os._exit(70)
     try:
         return ParseResult(parse_message(raw, limits), None)
     except NotAMessage as exc:
