@@ -20,7 +20,6 @@ from ..statuses import (AUTO_REPLY, BOUNCE_REPORT, CLOSED, CUSTOMER_EMAIL, RECEI
                         SYSTEM_MODIFIER, TICKET_TARGET, ticket_transition)
 from ..store import agents, batches
 from ..store.db import Connection
-from ..store.outbox import recent_acks
 from ..store.rows import (AttachmentRow, AuditRow, BlobRow, BounceMark, InteractionRow, QuarantineRow, RawRow, Rows,
                           TicketRow, TicketUpdate, jsonb)
 from ..threads import (Lookups, ThreadDecision, decide, header_candidates, is_automatic, normalize_message_id,
@@ -33,7 +32,7 @@ MessageKey = tuple[int, str]          # (mailbox_id, stored Message-ID)
 @dataclass
 class Knowledge:
     """What the database knows about a batch: stored Message-IDs, the tickets they and the subject references
-    name, persons, attachment bytes already stored, recent acknowledgements."""
+    name, persons, attachment bytes already stored, recent acknowledgements (read by `acknowledge`)."""
     known: dict[MessageKey, tuple[int, int]] = field(default_factory=dict)
     facts: dict[int, TicketFacts] = field(default_factory=dict)
     summaries: dict[int, TicketSummary] = field(default_factory=dict)
@@ -64,8 +63,6 @@ def learn(conn: Connection, placements: list[Placement]) -> Knowledge:
     knowledge.facts, knowledge.summaries = batches.ticket_facts(conn, sorted(ticket_ids))
     people = senders(placements)
     knowledge.persons = batches.upsert_persons(conn, people)
-    if any(p.mailbox.ack_template for p in placements):
-        knowledge.acks_sent = recent_acks(conn, sorted(people))
     digests = sorted({bytes.fromhex(a.sha256) for p in placements for a in p.prepared.parsed.attachments})
     knowledge.stored_blobs = batches.existing_blobs(conn, digests)
     return knowledge
