@@ -40,6 +40,9 @@ variables, which win over the file. Every setting has a default that works on a 
     delivery_workers = 1
     ack_per_hour = 10                                 # auto-acknowledgements per recipient per hour
     timezone = "UTC"                                  # for the "On <date>, <name> wrote:" line of replies
+
+    [logging]
+    format = "text"                                   # POSTDESK_LOG_FORMAT, --log-format; "json": JSON Lines
 """
 from __future__ import annotations
 
@@ -90,6 +93,7 @@ class Config:
     delivery_workers: int = 1
     ack_per_hour: int = 10
     timezone: str = 'UTC'
+    log_format: str = 'text'
 
     def ticket_url(self, ticket_id: int) -> str:
         return self.ticket_url_template.format(ticket_id=ticket_id)
@@ -124,6 +128,7 @@ _FILE_KEYS = {
     ('outbound', 'delivery_workers'): 'delivery_workers',
     ('outbound', 'ack_per_hour'): 'ack_per_hour',
     ('outbound', 'timezone'): 'timezone',
+    ('logging', 'format'): 'log_format',
 }
 _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
@@ -147,6 +152,7 @@ _ENV_KEYS = {
     'POSTDESK_RETRY_MAX': 'retry_max',
     'POSTDESK_MAX_DELIVERY_AGE': 'max_delivery_age',
     'POSTDESK_TIMEZONE': 'timezone',
+    'POSTDESK_LOG_FORMAT': 'log_format',
 }
 
 
