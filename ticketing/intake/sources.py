@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ..model import SourceMessage
 
@@ -48,6 +49,55 @@ def iter_messages(paths: list[str]) -> Iterator[SourceMessage]:
             raise
         except OSError as exc:
             raise SourceError('%s: %s' % (exc.filename or path, exc.strerror or exc)) from exc
+
+
+@dataclass(frozen=True)
+class InputSize:
+    """What a replay will read: how many message files and bytes, and whether mbox files (whose messages are
+    only counted by reading them) are among them."""
+    files: int = 0
+    size: int = 0
+    mboxes: int = 0
+
+    def __add__(self, other: 'InputSize') -> 'InputSize':
+        return InputSize(self.files + other.files, self.size + other.size, self.mboxes + other.mboxes)
+
+
+def measure(paths: list[str]) -> InputSize:
+    """The size of the input, walked the way iter_messages reads it (names and sizes only, and the first bytes
+    of each file to tell an mbox)."""
+    total = InputSize()
+    for path in paths:
+        if os.path.isdir(path):
+            total += _measure_directory(path)
+        elif os.path.isfile(path):
+            total += _measure_file(path)
+    return total
+
+
+def _measure_file(path: str) -> InputSize:
+    size = os.path.getsize(path)
+    return InputSize(0, size, 1) if looks_like_mbox(path) else InputSize(1, size, 0)
+
+
+def _measure_directory(root: str) -> InputSize:
+    total = InputSize()
+    if is_maildir(root):
+        for relative in _delivery_order(root):
+            path = os.path.join(root, relative)
+            if os.path.isfile(path):
+                total += InputSize(1, os.path.getsize(path), 0)
+        folders = [os.path.join(root, n) for n in _sorted_names(root) if n.startswith('.')]
+        return sum((_measure_directory(f) for f in folders if is_maildir(f)), total)
+    for name in _sorted_names(root):
+        path = os.path.join(root, name)
+        if name.startswith('.'):
+            continue
+        if os.path.isdir(path):
+            total += _measure_directory(path)
+        elif os.path.isfile(path):
+            total += _measure_file(path)
+    return total
 
 
 def check_paths(paths: list[str]) -> list[str]:

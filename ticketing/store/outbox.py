@@ -42,6 +42,12 @@ def claim_due(conn: psycopg.Connection) -> DueMessage | None:
     return DueMessage(*values)
 
 
+def count_due(conn: psycopg.Connection) -> int:
+    """Queued rows due now (what `deliver --once` will attempt)."""
+    return conn.execute(sql.SQL('SELECT count(*) FROM outbox WHERE state = {queued} AND next_attempt_at <= now()')
+                        .format(queued=sql.Literal(OUTBOX_QUEUED))).fetchone()[0]
+
+
 def mark_sent(conn: psycopg.Connection, row: DueMessage, relay_reply: str) -> None:
     conn.execute('UPDATE outbox SET state = %s, sent_at = now(), attempts = attempts + 1, relay_reply = %s, '
                  'last_error = NULL WHERE outbox_id = %s', (OUTBOX_SENT, relay_reply, row.outbox_id))
