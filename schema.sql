@@ -250,6 +250,9 @@ ALTER TABLE outbox ADD COLUMN IF NOT EXISTS message_id text;
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS outbox_interaction_idx ON outbox (interaction_id);
 CREATE INDEX IF NOT EXISTS outbox_ack_recent_idx ON outbox (created_at) WHERE kind = 'ack';
+-- postdesk status: failed replies, and deliveries of the last hour, counted without reading the whole outbox.
+CREATE INDEX IF NOT EXISTS outbox_failed_idx ON outbox (outbox_id) WHERE state = 'failed';
+CREATE INDEX IF NOT EXISTS outbox_sent_at_idx ON outbox (sent_at) WHERE state = 'sent';
 
 -- The status vocabulary of ticketing/statuses.py (a test keeps the two equal). Dropped and added again, so that an
 -- upgrade applies a changed list to an existing database.

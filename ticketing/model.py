@@ -281,3 +281,25 @@ class DueMessage:
     age: float
     kind: str
     message_id: str | None
+
+
+@dataclass(frozen=True)
+class PipelineFigures:
+    """What `postdesk status` reads from the database: the spool, the quarantine, the outbox, the schema."""
+    spool_pending: int
+    spool_oldest_pending_seconds: float | None
+    quarantine_held: int
+    outbox_queued: int
+    outbox_failed: int
+    outbox_oldest_queued_seconds: float | None
+    sent_last_hour: int
+    schema_version: str | None
+
+
+@dataclass(frozen=True)
+class ListenerCheck:
+    """Whether a configured listener of `postdesk serve` answered with its 220 greeting."""
+    protocol: str                 # smtp or lmtp
+    address: str
+    answers: bool
+    detail: str                   # the greeting, or why there was none

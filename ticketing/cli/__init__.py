@@ -9,10 +9,10 @@ import argparse
 import logging
 import sys
 
-from . import mailboxes, outbox, parse, quarantine, replay, replies, serve, tickets
+from . import mailboxes, outbox, parse, quarantine, replay, replies, serve, status, tickets
 from .command import EXIT_INCOMPLETE, EXIT_TEMPFAIL, EXIT_USAGE, UsageError
 
-FAMILIES = (parse, mailboxes, replay, tickets, serve, replies, outbox, quarantine)
+FAMILIES = (parse, mailboxes, replay, tickets, serve, replies, outbox, quarantine, status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,10 +119,15 @@ def connect(url: str, autocommit: bool = False) -> psycopg.Connection:
         raise DatabaseUnavailable('cannot connect to PostgreSQL: %s' % str(exc).strip()) from exc
 
 
+def schema_version() -> str:
+    """The version of this code's schema: the sha256 of schema.sql, as `postdesk_meta` records it once applied."""
+    return hashlib.sha256(schema_sql().encode('utf-8')).hexdigest()
+
+
 def ensure_schema(conn: psycopg.Connection) -> bool:
     """Apply schema.sql unless this exact version is applied already. Returns True when it ran."""
     sql = schema_sql()
-    version = hashlib.sha256(sql.encode('utf-8')).hexdigest()
+    version = schema_version()
     if _schema_version(conn) == version:
         return False
     with conn.transaction():
