@@ -30,7 +30,8 @@ def test_unescaped_from_lines_in_an_mbox_body_stay_in_their_message(run_postdesk
 
 def test_envelope_lines_are_told_from_body_lines():
     from ticketing.intake.sources import _ENVELOPE_LINE
-    for line in (b'From anna@customer.example Mon Nov 16 09:00:00 2026\n', b'From MAILER-DAEMON Thu Jan  1 00:00 1970\n',
+    for line in (b'From anna@customer.example Mon Nov 16 09:00:00 2026\n',
+                 b'From MAILER-DAEMON Thu Jan  1 00:00 1970\n',
                  b'From  Tue Nov 17 12:00:00 2026\r\n', b'From a@b Tue Nov 17 12:00:00 CET 2026\n',
                  b'From a@b Tue Nov 17 12:00:00 2026 +0100\n'):
         assert _ENVELOPE_LINE.match(line), line

@@ -19,7 +19,10 @@ variables, which win over the file. Every setting has a default that works on a 
     lmtp = "127.0.0.1:2424"                           # POSTDESK_LMTP_LISTEN; or "unix:/run/postdesk/lmtp.sock"
     hostname = "helpdesk.example.com"                 # POSTDESK_HOSTNAME; banner and Received: header
     max_sessions = 100
-    idle_timeout = 300                                # seconds
+    idle_timeout = 300                                # seconds without a command, or without a byte in DATA
+    min_data_rate = 1024                              # bytes/s during DATA, averaged over data_rate_window
+    data_rate_window = 60                             # seconds
+    max_transaction_time = 3600                       # seconds from MAIL FROM to the end of DATA
     tls_cert = "/etc/postdesk/cert.pem"               # both set: STARTTLS is offered
     tls_key = "/etc/postdesk/key.pem"
     intake_workers = 1
@@ -75,7 +78,10 @@ class Config:
     lmtp_listen: str = '127.0.0.1:2424'
     hostname: str = ''
     max_sessions: int = 100
-    idle_timeout: int = 300
+    idle_timeout: float = 300.0
+    min_data_rate: float = 1024.0
+    data_rate_window: float = 60.0
+    max_transaction_time: float = 3600.0
     tls_cert: str = ''
     tls_key: str = ''
     intake_workers: int = 1
@@ -111,6 +117,9 @@ _FILE_KEYS = {
     ('server', 'hostname'): 'hostname',
     ('server', 'max_sessions'): 'max_sessions',
     ('server', 'idle_timeout'): 'idle_timeout',
+    ('server', 'min_data_rate'): 'min_data_rate',
+    ('server', 'data_rate_window'): 'data_rate_window',
+    ('server', 'max_transaction_time'): 'max_transaction_time',
     ('server', 'tls_cert'): 'tls_cert',
     ('server', 'tls_key'): 'tls_key',
     ('server', 'intake_workers'): 'intake_workers',
@@ -143,6 +152,9 @@ _ENV_KEYS = {
     'POSTDESK_MAX_SESSIONS': 'max_sessions',
     'POSTDESK_SHUTDOWN_GRACE': 'shutdown_grace',
     'POSTDESK_IDLE_TIMEOUT': 'idle_timeout',
+    'POSTDESK_MIN_DATA_RATE': 'min_data_rate',
+    'POSTDESK_DATA_RATE_WINDOW': 'data_rate_window',
+    'POSTDESK_MAX_TRANSACTION_TIME': 'max_transaction_time',
     'POSTDESK_TLS_CERT': 'tls_cert',
     'POSTDESK_TLS_KEY': 'tls_key',
     'POSTDESK_SMTP_STARTTLS': 'relay_starttls',

@@ -4,8 +4,9 @@ with the ticket's `[ref#: T-I]` reference, queued in the same transaction as the
 Never to auto-submitted mail (RFC 3834 and the vendor headers, list and bulk mail included), delivery reports,
 postdesk's own messages or mail from one of its mailboxes, and at most `ack_per_hour` per recipient per hour:
 two autoresponders can never ping-pong. The limit holds exactly with several intake workers: the count is read
-under a per-recipient lock held until the batch commits (see `store.outbox.recent_acks`). An acknowledgement goes out with a null return path (RFC 3834 3.3), so
-nothing answers it in turn; one that cannot be composed is skipped and logged, the ticket is opened all the same.
+under a per-recipient lock held until the batch commits (see `store.outbox.recent_acks`). An acknowledgement
+goes out with a null return path (RFC 3834 3.3), so nothing answers it in turn; one that cannot be composed is
+skipped and logged, the ticket is opened all the same.
 """
 from __future__ import annotations
 
