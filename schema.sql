@@ -172,6 +172,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS interaction_mailbox_message_id_key ON interact
 CREATE INDEX IF NOT EXISTS interaction_ticket_idx ON interaction (ticket_id, interaction_id);
 CREATE INDEX IF NOT EXISTS interaction_from_idx ON interaction (ticket_id, lower(from_email));
 
+-- Message-IDs named (In-Reply-To, References) by a message that opened a ticket of its own because they were not
+-- stored yet. When one of them arrives it joins that ticket (the one of its earliest reply, by sent_date), and
+-- the other tickets waiting for it are merged there: the same messages give the same tickets in any order.
+CREATE TABLE IF NOT EXISTS thread_wait (
+    mailbox_id     integer NOT NULL REFERENCES mailbox,
+    message_id     text NOT NULL,
+    ticket_id      bigint NOT NULL REFERENCES ticket,
+    interaction_id bigint NOT NULL REFERENCES interaction,
+    sent_date      timestamptz,
+    PRIMARY KEY (mailbox_id, message_id, interaction_id)
+);
+CREATE INDEX IF NOT EXISTS thread_wait_ticket_idx ON thread_wait (ticket_id);
+
 -- Attachment bytes, stored once however many messages carry them.
 CREATE TABLE IF NOT EXISTS blob (
     sha256 bytea PRIMARY KEY,

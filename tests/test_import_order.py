@@ -52,3 +52,30 @@ def test_maildir_with_the_original_in_cur_and_the_reply_in_new_gives_one_ticket(
     outcomes = lines(result.stdout)
     assert [o['Outcome'] for o in outcomes] == ['new', 'followup']
     assert outcomes[0]['TicketId'] == outcomes[1]['TicketId']
+
+
+def groupings(conn, mailbox: str) -> list[frozenset[str]]:
+    """The messages of each ticket of a mailbox that holds any (a merged ticket is closed and holds none)."""
+    rows = conn.execute('SELECT array_agg(i.message_id) FROM interaction i JOIN mailbox m USING (mailbox_id) '
+                        'WHERE m.address = %s GROUP BY i.ticket_id', (mailbox,)).fetchall()
+    return sorted((frozenset(r[0]) for r in rows), key=sorted)
+
+
+def test_the_same_1000_messages_in_order_and_reversed_give_the_same_tickets(run_postdesk, tmp_path, conn):
+    from corpus import standard_corpus
+    files = [str(path) for path in standard_corpus(1000)]
+    add_mailbox(run_postdesk, 'in-order@helpdesk.example')
+    add_mailbox(run_postdesk, 'reversed@helpdesk.example')
+    forward = run_postdesk('replay', '--mailbox', 'in-order@helpdesk.example', *files, timeout=600)
+    backward = run_postdesk('replay', '--mailbox', 'reversed@helpdesk.example', *reversed(files), timeout=600)
+    assert forward.returncode == 0 and backward.returncode == 0, forward.stderr + backward.stderr
+    in_order, reverse = groupings(conn, 'in-order@helpdesk.example'), groupings(conn, 'reversed@helpdesk.example')
+    assert sum(map(len, in_order)) == sum(map(len, reverse)) == 1000
+    assert len(reverse) == len(in_order)
+    assert reverse == in_order
+    merged = conn.execute("SELECT count(*) FROM ticket t JOIN mailbox m USING (mailbox_id) WHERE m.address = "
+                          "'reversed@helpdesk.example' AND t.num_messages = 0").fetchone()[0]
+    audits = conn.execute("SELECT count(*) FROM status_audit WHERE action LIKE 'Merged into ticket: %'").fetchone()[0]
+    closed = conn.execute("SELECT count(*) FROM ticket WHERE num_messages = 0 AND status = 'Closed' "
+                          'AND connect_id IS NOT NULL').fetchone()[0]
+    assert merged == audits == closed

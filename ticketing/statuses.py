@@ -73,7 +73,9 @@ TICKET_TRANSITIONS = _table(
     Transition('send_and_close', frozenset(), CLOSED, 'Sent and closed', CLOSED_BASE),
     Transition('send_leave_open', frozenset(), OPEN, 'Sent and left open', ACTIVE),
     Transition('send_expect_reply', frozenset(), WAITING_FOR_CUSTOMER, 'Sent, left open, expecting a reply', ACTIVE),
+    Transition('merge', frozenset(), CLOSED, 'Merged into ticket', CLOSED_BASE),
 )
+MERGED_HERE_ACTION = 'Ticket merged into this one'      # the kept ticket's audit entry (its status is unchanged)
 
 INTERACTION_TRANSITIONS = _table(
     Transition('queue', frozenset({None}), UNSENT, 'Queued for delivery'),

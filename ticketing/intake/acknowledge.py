@@ -52,7 +52,9 @@ def reason_not_to_acknowledge(parsed: ParsedMail, own_addresses: set[str]) -> st
 def acknowledge(conn: Connection, plan: BatchPlan, knowledge: Knowledge, config: Config,
                 own_addresses: set[str]) -> None:
     """Add the acknowledgements of the plan's new tickets to its rows."""
+    merged = {ticket_id for ticket_id, _ in plan.rows.merges}       # merged away in this very batch
     candidates = [new for new in plan.new_tickets.values() if new.placement.mailbox.ack_template
+                  and new.row.ticket_id not in merged
                   and reason_not_to_acknowledge(new.placement.prepared.parsed, own_addresses) is None]
     if not candidates:
         return

@@ -11,12 +11,14 @@ from __future__ import annotations
 import psycopg
 
 from ..model import TicketFacts, TicketSummary
+from ..threads import WaitingReply
 from ..statuses import OPEN, SYSTEM_MODIFIER, WAITING_FOR_CUSTOMER, ticket_transition
 from . import events, spool
 from .interactions import mark_bounced_replies
 from .quarantine import insert_quarantine
 from .rows import (RAW_TYPES, AttachmentRow, AuditRow, InteractionRow, OutboundRow, OutboxRow, RawRow, Rows,
                    TicketRow, TicketUpdate)
+from .tickets import merge_tickets
 from .writes import DuplicateMessage, copy_rows, insert_blobs, insert_interactions, insert_rows
 
 
@@ -29,6 +31,19 @@ def known_messages(conn: psycopg.Connection, mailbox_id: int, message_ids: list[
     rows = conn.execute('SELECT message_id, ticket_id, interaction_id FROM interaction '
                         'WHERE mailbox_id = %s AND message_id = ANY(%s)', (mailbox_id, message_ids)).fetchall()
     return {mid: (ticket_id, interaction_id) for mid, ticket_id, interaction_id in rows}
+
+
+def waiting_replies(conn: psycopg.Connection, mailbox_id: int,
+                    message_ids: list[str]) -> dict[str, list[WaitingReply]]:
+    """message_id -> the messages stored before it that named it and opened tickets of their own."""
+    if not message_ids:
+        return {}
+    rows = conn.execute('SELECT message_id, ticket_id, interaction_id, sent_date FROM thread_wait '
+                        'WHERE mailbox_id = %s AND message_id = ANY(%s)', (mailbox_id, message_ids)).fetchall()
+    found: dict[str, list[WaitingReply]] = {}
+    for mid, ticket_id, interaction_id, sent_date in rows:
+        found.setdefault(mid, []).append(WaitingReply(ticket_id, interaction_id, sent_date))
+    return found
 
 
 def ticket_facts(conn: psycopg.Connection, ticket_ids: list[int]) -> tuple[dict[int, TicketFacts],
@@ -122,7 +137,23 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     if rows.outbox:
         events.notify(conn, events.OUTBOX_CHANNEL, 'intake')
     mark_bounced_replies(conn, rows.bounced)
+    write_waits(conn, rows)
+    merge_tickets(conn, rows.merges)
     spool.mark(conn, rows.spool_states)
+
+
+def write_waits(conn: psycopg.Connection, rows: Rows) -> None:
+    """The Message-IDs new tickets wait for, and those that arrived (their waits are over)."""
+    if rows.resolved_waits:
+        conn.execute('DELETE FROM thread_wait t USING unnest(%s::int[], %s::text[]) AS r (mailbox_id, message_id) '
+                     'WHERE t.mailbox_id = r.mailbox_id AND t.message_id = r.message_id',
+                     ([m for m, _ in rows.resolved_waits], [mid for _, mid in rows.resolved_waits]))
+    resolved = set(rows.resolved_waits)
+    waits = [w for w in rows.waits if (w.mailbox_id, w.message_id) not in resolved]     # over within the batch
+    if waits:
+        with conn.cursor() as cur:
+            cur.executemany('INSERT INTO thread_wait (mailbox_id, message_id, ticket_id, interaction_id, sent_date) '
+                            'VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING', waits)
 
 
 def update_tickets(conn: psycopg.Connection, updates: dict[int, TicketUpdate]) -> None:
