@@ -43,6 +43,7 @@ log = logging.getLogger('postdesk.intake')
 
 BATCH_BYTES = 2 * 1024 * 1024
 TRACE_ALLOWANCE = 64 * 1024    # bytes of trace header fields a message may gain on its way in
+ANALYZE_FIRST = 1000           # a run analyzes the tables it fills at 1,000 stored messages, 2,000, 4,000 ...
 
 
 def batches_of(messages: Iterable[SourceMessage], size: int,
@@ -82,9 +83,16 @@ class Intake:
         self.reconnect, self.backoff = reconnect, backoff
 
     def run(self, messages: Iterable[SourceMessage]) -> Iterator[Outcome]:
-        """Store messages batch by batch; parsing runs in a worker process once there is more than one batch."""
+        """Store messages batch by batch; parsing runs in a worker process once there is more than one batch.
+        The tables are analyzed each time the run has doubled what it stored (from ANALYZE_FIRST messages)."""
+        stored, analyze_at = 0, ANALYZE_FIRST
         for batch, results in parsed_batches(batches_of(messages, self.config.batch_size), self.limits):
-            yield from self.store_parsed(batch, results)
+            outcomes = self.store_parsed(batch, results)
+            yield from outcomes
+            stored += len(outcomes)
+            if stored >= analyze_at:
+                self.retried(lambda: batches.analyze_intake_tables(self.conn))
+                analyze_at *= 2
 
     def store_batch(self, batch: list[SourceMessage]) -> list[Outcome]:
         return self.store_parsed(batch, [parse_raw(m.raw, self.limits) for m in batch])
