@@ -3,6 +3,7 @@ reply and recording what the reply did to it, flagging one for an agent's attent
 """
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 
 import psycopg
@@ -48,10 +49,21 @@ def ticket_messages(conn: psycopg.Connection, ticket_id: int) -> tuple[MessageSu
     return tuple(MessageSummary(*row) for row in rows)
 
 
-def list_tickets(conn: psycopg.Connection) -> Iterator[TicketRecord]:
-    """Every ticket, in id order, without its messages."""
-    for row in conn.execute(_TICKET + 'ORDER BY t.ticket_id').fetchall():
-        yield _record(row)
+LIST_BATCH = 500
+
+
+def list_tickets(conn: psycopg.Connection, limit: int | None = None,
+                 since: datetime.datetime | None = None) -> Iterator[TicketRecord]:
+    """Tickets in id order, without their messages: at most `limit`, those changed at or after `since`. Streamed
+    through a server-side cursor, LIST_BATCH rows at a time, so memory stays the same for any number of tickets
+    (the cursor's transaction lasts as long as the listing)."""
+    with conn.transaction():
+        with conn.cursor(name='ticket_list') as cursor:
+            cursor.itersize = LIST_BATCH
+            cursor.execute(_TICKET + 'WHERE (%(since)s::timestamptz IS NULL OR t.last_changed >= %(since)s) '
+                           'ORDER BY t.ticket_id LIMIT %(limit)s', {'since': since, 'limit': limit})
+            for row in cursor:
+                yield _record(row)
 
 
 def lock_ticket_for_reply(conn: psycopg.Connection, ticket_id: int) -> TicketForReply | None:
