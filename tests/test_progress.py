@@ -14,15 +14,17 @@ import time
 
 from conftest import postdesk_executable
 from mails import MAILBOX, make_message
+from test_delivery import relays  # noqa: F401 (fixture)
 from test_replay_cli import add_mailbox, write
 
 
-def run_on_a_terminal(db_url: str, cwd, *args: str, timeout: float = 120) -> tuple[int, str]:
+def run_on_a_terminal(db_url: str, cwd, *args: str, timeout: float = 120,
+                      extra_env: dict | None = None) -> tuple[int, str]:
     """Run postdesk with standard error on a pseudo-terminal of 120 columns; its exit status and what the
     terminal showed."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
-    env = dict(os.environ, DATABASE_URL=db_url)
+    env = dict(os.environ, DATABASE_URL=db_url, **(extra_env or {}))
     env.pop('POSTDESK_CONFIG', None)
     process = subprocess.Popen([postdesk_executable(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=slave, env=env, cwd=cwd)
@@ -96,3 +98,17 @@ def test_quarantine_retry_on_a_terminal_shows_its_total(db_url, run_postdesk, tm
     status, shown = run_on_a_terminal(db_url, tmp_path, 'quarantine', 'retry')
     assert status == 0, shown
     assert '5/5' in shown and 'msg/s' in shown
+
+
+def test_deliver_once_on_a_terminal_shows_its_total(db_url, run_postdesk, tmp_path, relays):
+    from test_delivery import Sink
+    add_mailbox(run_postdesk, MAILBOX, '--default')
+    many_messages(tmp_path / 'in', 3)
+    assert run_postdesk('replay', str(tmp_path / 'in')).returncode == 0
+    for ticket in (1, 2, 3):
+        assert run_postdesk('reply', str(ticket), '--text', 'On its way.').returncode == 0
+    relay = relays(Sink())
+    status, shown = run_on_a_terminal(db_url, tmp_path, 'deliver', '--once',
+                                      extra_env={'POSTDESK_SMTP_RELAY': relay.address})
+    assert status == 0, shown
+    assert '3/3' in shown and 'msg/s' in shown and 'sent 3' in shown
