@@ -168,6 +168,11 @@ ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS trace_len integer NOT NULL DEFA
 ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS claimed_by integer;
 ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS raw_message_claimed_idx ON raw_message (claimed_by) WHERE state = 'pending';
+-- claimed_at: when the claim was taken; crashes: how many claims ended with their backend gone while the server kept
+-- running and without the worker releasing them after losing its connection, that is with the worker process
+-- dead. A row that has crashed workers is worked on alone, and quarantined after `max_crashes`.
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS claimed_at timestamptz;
+ALTER TABLE raw_message ADD COLUMN IF NOT EXISTS crashes integer NOT NULL DEFAULT 0;
 
 -- Every inbound and outbound message (iService interaction), in exactly one ticket.
 CREATE TABLE IF NOT EXISTS interaction (
@@ -205,6 +210,19 @@ CREATE TABLE IF NOT EXISTS interaction (
 CREATE UNIQUE INDEX IF NOT EXISTS interaction_mailbox_message_id_key ON interaction (mailbox_id, message_id);
 CREATE INDEX IF NOT EXISTS interaction_ticket_idx ON interaction (ticket_id, interaction_id);
 CREATE INDEX IF NOT EXISTS interaction_from_idx ON interaction (ticket_id, lower(from_email));
+
+-- Message-IDs named (In-Reply-To, References) by a message that opened a ticket of its own because they were not
+-- stored yet. When one of them arrives it joins that ticket (the one of its earliest reply, by sent_date), and
+-- the other tickets waiting for it are merged there: the same messages give the same tickets in any order.
+CREATE TABLE IF NOT EXISTS thread_wait (
+    mailbox_id     integer NOT NULL REFERENCES mailbox,
+    message_id     text NOT NULL,
+    ticket_id      bigint NOT NULL REFERENCES ticket,
+    interaction_id bigint NOT NULL REFERENCES interaction,
+    sent_date      timestamptz,
+    PRIMARY KEY (mailbox_id, message_id, interaction_id)
+);
+CREATE INDEX IF NOT EXISTS thread_wait_ticket_idx ON thread_wait (ticket_id);
 
 -- Attachment bytes, stored once however many messages carry them.
 CREATE TABLE IF NOT EXISTS blob (
@@ -284,6 +302,9 @@ ALTER TABLE outbox ADD COLUMN IF NOT EXISTS message_id text;
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS outbox_interaction_idx ON outbox (interaction_id);
 CREATE INDEX IF NOT EXISTS outbox_ack_recent_idx ON outbox (created_at) WHERE kind = 'ack';
+-- postdesk status: failed replies, and deliveries of the last hour, counted without reading the whole outbox.
+CREATE INDEX IF NOT EXISTS outbox_failed_idx ON outbox (outbox_id) WHERE state = 'failed';
+CREATE INDEX IF NOT EXISTS outbox_sent_at_idx ON outbox (sent_at) WHERE state = 'sent';
 
 -- The status vocabulary of ticketing/statuses.py (a test keeps the two equal). Dropped and added again, so that an
 -- upgrade applies a changed list to an existing database.

@@ -8,6 +8,8 @@ variables, which win over the file. Every setting has a default that works on a 
     [intake]
     max_message_bytes = 26214400                      # POSTDESK_MAX_MESSAGE_BYTES
     batch_size = 100
+    max_crashes = 3                                   # POSTDESK_MAX_CRASHES; a message that killed the intake
+                                                      # worker this many times is quarantined
 
     [tickets]
     url_template = "http://localhost:8080/tickets/{ticket_id}"   # POSTDESK_TICKET_URL
@@ -23,7 +25,10 @@ variables, which win over the file. Every setting has a default that works on a 
     metrics_token = "..."                             # POSTDESK_METRICS_TOKEN; /metrics off loopback needs it
     hostname = "helpdesk.example.com"                 # POSTDESK_HOSTNAME; banner and Received: header
     max_sessions = 100
-    idle_timeout = 300                                # seconds
+    idle_timeout = 300                                # seconds without a command, or without a byte in DATA
+    min_data_rate = 1024                              # bytes/s during DATA, averaged over data_rate_window
+    data_rate_window = 60                             # seconds
+    max_transaction_time = 3600                       # seconds from MAIL FROM to the end of DATA
     tls_cert = "/etc/postdesk/cert.pem"               # both set: STARTTLS is offered
     tls_key = "/etc/postdesk/key.pem"
     intake_workers = 1
@@ -44,6 +49,9 @@ variables, which win over the file. Every setting has a default that works on a 
     delivery_workers = 1
     ack_per_hour = 10                                 # auto-acknowledgements per recipient per hour
     timezone = "UTC"                                  # for the "On <date>, <name> wrote:" line of replies
+
+    [logging]
+    format = "text"                                   # POSTDESK_LOG_FORMAT, --log-format; "json": JSON Lines
 """
 from __future__ import annotations
 
@@ -70,6 +78,7 @@ class Config:
     embedded_data: str = field(default_factory=default_embedded_data)
     max_message_bytes: int = MAX_MESSAGE_BYTES
     batch_size: int = 100
+    max_crashes: int = 3
     ticket_url_template: str = 'http://localhost:8080/tickets/{ticket_id}'
     smtp_listen: str = '127.0.0.1:2525'
     lmtp_listen: str = '127.0.0.1:2424'
@@ -80,7 +89,10 @@ class Config:
     metrics_token: str = ''
     hostname: str = ''
     max_sessions: int = 100
-    idle_timeout: int = 300
+    idle_timeout: float = 300.0
+    min_data_rate: float = 1024.0
+    data_rate_window: float = 60.0
+    max_transaction_time: float = 3600.0
     tls_cert: str = ''
     tls_key: str = ''
     intake_workers: int = 1
@@ -98,6 +110,7 @@ class Config:
     delivery_workers: int = 1
     ack_per_hour: int = 10
     timezone: str = 'UTC'
+    log_format: str = 'text'
 
     def http_body_limit(self) -> int:
         return self.http_max_body_bytes or 2 * self.max_message_bytes + 65536
@@ -111,6 +124,7 @@ _FILE_KEYS = {
     ('database', 'embedded_data'): 'embedded_data',
     ('intake', 'max_message_bytes'): 'max_message_bytes',
     ('intake', 'batch_size'): 'batch_size',
+    ('intake', 'max_crashes'): 'max_crashes',
     ('tickets', 'url_template'): 'ticket_url_template',
     ('server', 'smtp'): 'smtp_listen',
     ('server', 'lmtp'): 'lmtp_listen',
@@ -122,6 +136,9 @@ _FILE_KEYS = {
     ('server', 'hostname'): 'hostname',
     ('server', 'max_sessions'): 'max_sessions',
     ('server', 'idle_timeout'): 'idle_timeout',
+    ('server', 'min_data_rate'): 'min_data_rate',
+    ('server', 'data_rate_window'): 'data_rate_window',
+    ('server', 'max_transaction_time'): 'max_transaction_time',
     ('server', 'tls_cert'): 'tls_cert',
     ('server', 'tls_key'): 'tls_key',
     ('server', 'intake_workers'): 'intake_workers',
@@ -139,11 +156,13 @@ _FILE_KEYS = {
     ('outbound', 'delivery_workers'): 'delivery_workers',
     ('outbound', 'ack_per_hour'): 'ack_per_hour',
     ('outbound', 'timezone'): 'timezone',
+    ('logging', 'format'): 'log_format',
 }
 _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
     'POSTDESK_PGDATA': 'embedded_data',
     'POSTDESK_MAX_MESSAGE_BYTES': 'max_message_bytes',
+    'POSTDESK_MAX_CRASHES': 'max_crashes',
     'POSTDESK_TICKET_URL': 'ticket_url_template',
     'POSTDESK_SMTP_LISTEN': 'smtp_listen',
     'POSTDESK_LMTP_LISTEN': 'lmtp_listen',
@@ -156,6 +175,9 @@ _ENV_KEYS = {
     'POSTDESK_MAX_SESSIONS': 'max_sessions',
     'POSTDESK_SHUTDOWN_GRACE': 'shutdown_grace',
     'POSTDESK_IDLE_TIMEOUT': 'idle_timeout',
+    'POSTDESK_MIN_DATA_RATE': 'min_data_rate',
+    'POSTDESK_DATA_RATE_WINDOW': 'data_rate_window',
+    'POSTDESK_MAX_TRANSACTION_TIME': 'max_transaction_time',
     'POSTDESK_TLS_CERT': 'tls_cert',
     'POSTDESK_TLS_KEY': 'tls_key',
     'POSTDESK_SMTP_STARTTLS': 'relay_starttls',
@@ -165,6 +187,7 @@ _ENV_KEYS = {
     'POSTDESK_RETRY_MAX': 'retry_max',
     'POSTDESK_MAX_DELIVERY_AGE': 'max_delivery_age',
     'POSTDESK_TIMEZONE': 'timezone',
+    'POSTDESK_LOG_FORMAT': 'log_format',
 }
 
 

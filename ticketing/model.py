@@ -104,6 +104,7 @@ class Pending:
     source: str
     received_at: datetime.datetime
     trace_len: int = 0
+    crashes: int = 0              # how many times a worker died holding it (see store.spool)
 
 
 @dataclass(frozen=True)
@@ -388,3 +389,22 @@ class TicketSave:
     person_name: str = ''
     from_address: str | None = None
     mailbox_id: int | None = None
+class PipelineFigures:
+    """What `postdesk status` reads from the database: the spool, the quarantine, the outbox, the schema."""
+    spool_pending: int
+    spool_oldest_pending_seconds: float | None
+    quarantine_held: int
+    outbox_queued: int
+    outbox_failed: int
+    outbox_oldest_queued_seconds: float | None
+    sent_last_hour: int
+    schema_version: str | None
+
+
+@dataclass(frozen=True)
+class ListenerCheck:
+    """Whether a configured listener of `postdesk serve` answered with its 220 greeting."""
+    protocol: str                 # smtp or lmtp
+    address: str
+    answers: bool
+    detail: str                   # the greeting, or why there was none

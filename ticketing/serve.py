@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from . import metrics
 from .config import Config
-from .mail.listener import (IntakeHandler, LmtpSession, Recipients, SmtpSession, default_hostname, drain,
+from .mail.listener import (IntakeHandler, LmtpSession, Recipients, SmtpSession, Timeouts, default_hostname, drain,
                             parse_listen, session_factory)
 from .mail.spool import SpoolWriter
 from .mail.worker import run_worker
@@ -170,14 +170,16 @@ async def _listen(config: Config, handler: IntakeHandler, smtp: str | None, lmtp
     loop = asyncio.get_running_loop()
     options = dict(data_size_limit=config.max_message_bytes, enable_SMTPUTF8=True, decode_data=False,
                    hostname=hostname, ident='postdesk ESMTP', tls_context=tls_context(config),
-                   timeout=config.idle_timeout, auth_exclude_mechanism=['LOGIN', 'PLAIN'])
+                   auth_exclude_mechanism=['LOGIN', 'PLAIN'])
+    timeouts = Timeouts(config.idle_timeout, config.min_data_rate, config.data_rate_window,
+                        config.max_transaction_time)
     servers = []
     for kind, value in (('SMTP', smtp), ('LMTP', lmtp)):
         if not value:
             continue
         address = parse_listen(value)
         session = SmtpSession if kind == 'SMTP' else LmtpSession
-        factory = session_factory(session, handler, config.max_sessions, **options)
+        factory = session_factory(session, handler, config.max_sessions, timeouts, **options)
         if address.path:
             if os.path.exists(address.path):
                 os.unlink(address.path)

@@ -85,7 +85,9 @@ TICKET_TRANSITIONS = _table(
     Transition('agent_close', frozenset(), CLOSED, 'Closed by agent', CLOSED_BASE),
     Transition('agent_postpone', frozenset(), POSTPONED_STATUS, 'Postponed by agent', POSTPONED),
     Transition('agent_delete', frozenset(), DELETED_STATUS, 'Deleted by agent', DELETED),
+    Transition('merge', frozenset(), CLOSED, 'Merged into ticket', CLOSED_BASE),
 )
+MERGED_HERE_ACTION = 'Ticket merged into this one'      # the kept ticket's audit entry (its status is unchanged)
 
 # What an agent's save does when it names a status, or only a base status.
 AGENT_STATUS_TRANSITIONS = {OPEN: 'agent_open', WAITING_FOR_CUSTOMER: 'agent_wait', CLOSED: 'agent_close',

@@ -12,9 +12,16 @@ Pure: what the database knows is passed in as lookups. In this order:
   4. otherwise a new ticket -> `new`.
 A follow-up to a closed ticket reopens it, or opens a new ticket connected to it when the mailbox says so;
 auto-replies and bounces never reopen anything.
+
+The same messages give the same tickets in any order (a reversed or merged mbox, a Maildir read out of order,
+two MX hosts): a message that opened a ticket of its own although it names other messages (In-Reply-To,
+References) leaves those Message-IDs waiting (`waited_for`). When one of them arrives, it joins the ticket its
+earliest reply opened (or stays on the ticket its own headers found), and every other ticket opened by a reply
+to it is merged into that one (`join_waiting_replies`) -> `earlier-reply`.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Callable
@@ -28,6 +35,7 @@ from .model import TicketFacts
 from .statuses import ACTIVE, DELETED, ENDED_BASE_STATUSES
 
 IN_REPLY_TO, REFERENCES, BOUNCE, SUBJECT_REF, NEW = 'in-reply-to', 'references', 'bounce', 'subject-ref', 'new'
+EARLIER_REPLY = 'earlier-reply'
 _TICKET_REFERENCE = re.compile(r'^ticket-(\d{1,18})-([0-9a-f]{32})@', re.I)
 DERIVED_ID_DOMAIN = 'sha256.postdesk.invalid'
 
@@ -47,6 +55,42 @@ class Lookups:
     ticket_of_message: Callable[[str], int | None]
     ticket: Callable[[int], TicketFacts | None]
     is_agent: Callable[[str], bool] = lambda address: False
+
+
+@dataclass(frozen=True)
+class WaitingReply:
+    """A message that opened a ticket of its own while naming a Message-ID not stored yet."""
+    ticket_id: int
+    interaction_id: int
+    sent_date: datetime.datetime | None
+
+    def order(self) -> tuple:
+        """Earliest first by the reply's own Date (the same whatever order the messages arrive in)."""
+        when = self.sent_date.timestamp() if self.sent_date is not None else float('inf')
+        return when, self.interaction_id
+
+
+def waited_for(parsed: ParsedMail, decision: ThreadDecision) -> list[str]:
+    """The Message-IDs a message leaves waiting: those it names, when it opened a ticket of its own (its
+    headers found none); its replies' originals, when they arrive, join that ticket."""
+    if decision.ticket_id is not None or decision.quarantine:
+        return []
+    return sorted({normalize_message_id(mid) for _, mid in header_candidates(parsed)
+                   if not _TICKET_REFERENCE.match(mid)})
+
+
+def join_waiting_replies(decision: ThreadDecision, waiting: list[WaitingReply],
+                         resolve: Callable[[int], int]) -> tuple[ThreadDecision, list[int]]:
+    """A message that replies stored before it name: the ticket it goes to and the tickets merged into that one.
+    It stays on the ticket its own headers found, else it joins the ticket its earliest reply opened; every
+    other ticket opened by a reply to it is merged there. `resolve` follows earlier merges."""
+    tickets = list(dict.fromkeys(resolve(w.ticket_id) for w in sorted(waiting, key=WaitingReply.order)))
+    if not tickets:
+        return decision, []
+    if decision.ticket_id is None:
+        decision = ThreadDecision(EARLIER_REPLY, tickets[0])
+    kept = resolve(decision.ticket_id)
+    return decision, [t for t in tickets if t != kept]
 
 
 def storage_message_id(parsed: ParsedMail, sha256: bytes) -> str:

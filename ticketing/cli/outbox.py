@@ -7,12 +7,16 @@ import sys
 import threading
 
 from .command import EXIT_INCOMPLETE, EXIT_OK, UsageError, config_of, database, write_json
+from .progress import Progress, add_quiet_option
+
+STATES = ('sent', 'deferred', 'failed')
 
 
 def add_parsers(commands) -> None:
     deliver = commands.add_parser('deliver', help='send queued replies to the SMTP relay')
     deliver.add_argument('--once', action='store_true', help='send what is due now and exit')
     deliver.add_argument('--workers', type=int, default=None, help='delivery workers (default from config, 1)')
+    add_quiet_option(deliver)
     deliver.set_defaults(handler=run_deliver)
     outbox = commands.add_parser('outbox', help='outgoing messages').add_subparsers(metavar='ACTION')
     olist = outbox.add_parser('list', help='queued and failed messages (--all: sent ones too)')
@@ -26,37 +30,44 @@ def add_parsers(commands) -> None:
 
 
 class Tally:
-    """What the delivery workers of one run did, counted across threads; with --once, a line per attempt."""
+    """What the delivery workers of one run did, counted across threads; with --once, a line per attempt and a
+    progress bar on a terminal."""
 
-    def __init__(self, verbose: bool):
-        self.states = {'sent': 0, 'deferred': 0, 'failed': 0}
+    def __init__(self, verbose: bool, progress: Progress):
+        self.progress = progress
         self.errors: list[BaseException] = []
         self.verbose = verbose
         self.lock = threading.Lock()
 
+    @property
+    def states(self) -> dict[str, int]:
+        return {state: self.progress.counts[state] for state in STATES}
+
     def report(self, attempt) -> None:
         with self.lock:
-            self.states[attempt.state] += 1
+            self.progress.count(attempt.state)
             if self.verbose:
-                sys.stdout.write('outbox %d: %s (%s)\n' % (attempt.row.outbox_id, attempt.state,
-                                                          attempt.result.reply))
+                self.progress.write('outbox %d: %s (%s)' % (attempt.row.outbox_id, attempt.state,
+                                                           attempt.result.reply), sys.stdout)
                 sys.stdout.flush()
 
 
 def run_deliver(args) -> int:
     from ..outbox.worker import NoRelay, relay_of
+    from ..store.outbox import count_due
     config = config_of(args)
     try:
         relay_of(config)
     except NoRelay as exc:
         raise UsageError(str(exc)) from exc
-    database(config).close()                       # the schema, before the workers start
+    with database(config) as conn:                 # the schema, before the workers start
+        due = count_due(conn) if args.once else None
     if not args.once:
         logging.getLogger().setLevel(logging.INFO)
-    tally = Tally(verbose=args.once)
+    tally = Tally(args.once, Progress(STATES, due, quiet=args.quiet or not args.once))
     run_delivery_threads(config, args, tally)
     if args.once:
-        sys.stdout.write('sent %(sent)d, deferred %(deferred)d, failed %(failed)d\n' % tally.states)
+        tally.progress.finish(sys.stdout, 'sent %(sent)d, deferred %(deferred)d, failed %(failed)d' % tally.states)
     return outcome_of(tally)
 
 

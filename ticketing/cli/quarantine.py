@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from .command import EXIT_INCOMPLETE, EXIT_OK, UsageError, config_of, database, write_json
+from .progress import Progress, add_quiet_option
 
 
 def add_parsers(commands) -> None:
@@ -19,6 +20,7 @@ def add_parsers(commands) -> None:
     qretry = held.add_parser('retry', help='run held messages through intake again (all, or those named)')
     qretry.add_argument('ids', type=int, nargs='*', metavar='ID')
     qretry.add_argument('--json', action='store_true')
+    add_quiet_option(qretry)
     qretry.set_defaults(handler=run_quarantine_retry)
 
 
@@ -54,16 +56,22 @@ def run_quarantine_show(args) -> int:
 
 
 def run_quarantine_retry(args) -> int:
-    from ..intake.retry import retry
+    from ..intake.retry import retry_each
     from ..model import QUARANTINED
-    from .replay import outcome_json
+    from ..store.quarantine import held_ids
+    from .replay import OUTCOMES, outcome_json, reconnect_to
     config = config_of(args)
-    results = retry(database(config), config, args.ids or None)
-    for quarantine_id, outcome in results:
+    conn = database(config)
+    held = held_ids(conn, args.ids or None)
+    progress = Progress(OUTCOMES, len(held), quiet=args.quiet)
+    for quarantine_id, outcome in retry_each(conn, config, held, reconnect_to(config)):
+        progress.count(outcome.outcome)
         if args.json:
             write_json(dict(outcome_json(outcome, config), QuarantineId=quarantine_id))
         else:
-            sys.stdout.write('%5d  %s%s\n' % (quarantine_id, outcome.outcome,
-                                              ': ' + outcome.reason if outcome.reason else
-                                              ' (ticket %d)' % outcome.ticket.ticket_id if outcome.ticket else ''))
-    return EXIT_INCOMPLETE if any(o.outcome == QUARANTINED for _, o in results) else EXIT_OK
+            progress.write('%5d  %s%s' % (quarantine_id, outcome.outcome,
+                                          ': ' + outcome.reason if outcome.reason else
+                                          ' (ticket %d)' % outcome.ticket.ticket_id if outcome.ticket else ''),
+                           sys.stdout)
+    progress.finish(sys.stderr, 'retried %d held messages: %s' % (progress.done, progress.counts_text()))
+    return EXIT_INCOMPLETE if progress.counts[QUARANTINED] else EXIT_OK

@@ -45,9 +45,11 @@ def run_serve(args) -> int:
 
 
 def log_for_a_server() -> None:
-    """One line per event with a timestamp; aiosmtpd's own per-command trace is left out."""
+    """One line per event with a timestamp (or one JSON object, --log-format json); aiosmtpd's own per-command
+    trace is left out."""
+    from ..logs import TEXT, use_format, uses_json
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger('mail.log').setLevel(logging.WARNING)
     logging.getLogger('uvicorn.error').setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter('%(asctime)s %(name)s %(message)s'))
+    if not uses_json():
+        use_format(TEXT)

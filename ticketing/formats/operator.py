@@ -1,8 +1,9 @@
 """The operator's JSON: mailboxes (`mailbox list --json`), quarantined messages (`quarantine list --json`),
-outgoing messages (`outbox list --json`) and agents (`agent add|list --json`)."""
+outgoing messages (`outbox list --json`), agents (`agent add|list --json`) and the pipeline's health
+(`status --json`, snake_case keys as monitoring checks read them)."""
 from __future__ import annotations
 
-from ..model import Agent, HeldMessage, Mailbox, OutboxEntry
+from ..model import Agent, HeldMessage, ListenerCheck, Mailbox, OutboxEntry, PipelineFigures
 from ..statuses import OUTBOX_QUEUED
 from .dates import iso
 
@@ -35,3 +36,22 @@ def agent_json(agent: Agent) -> dict:
 def new_agent_json(agent: Agent, token: str) -> dict:
     """What `agent add --json` prints: the token, once."""
     return {'AgentId': agent.agent_id, 'Login': agent.login, 'Role': agent.role, 'Token': token}
+
+
+def status_json(figures: PipelineFigures | None, listeners: list[ListenerCheck], problems: list[str],
+                expected_schema: str | None) -> dict:
+    """`postdesk status --json`; without figures, the database was unreachable."""
+    known = figures is not None
+    return {
+        'healthy': not problems, 'problems': problems,
+        'database': {'reachable': known, 'schema_version': figures.schema_version if known else None,
+                     'schema_current': known and figures.schema_version == expected_schema},
+        'spool': {'pending': figures.spool_pending if known else None,
+                  'oldest_pending_seconds': figures.spool_oldest_pending_seconds if known else None},
+        'quarantine': {'held': figures.quarantine_held if known else None},
+        'outbox': {'queued': figures.outbox_queued if known else None,
+                   'failed': figures.outbox_failed if known else None,
+                   'oldest_queued_seconds': figures.outbox_oldest_queued_seconds if known else None,
+                   'sent_last_hour': figures.sent_last_hour if known else None},
+        'listeners': [{'protocol': c.protocol, 'address': c.address, 'answers': c.answers, 'detail': c.detail}
+                      for c in listeners]}

@@ -3,8 +3,10 @@ with the ticket's `[ref#: T-I]` reference, queued in the same transaction as the
 
 Never to auto-submitted mail (RFC 3834 and the vendor headers, list and bulk mail included), delivery reports,
 postdesk's own messages or mail from one of its mailboxes, and at most `ack_per_hour` per recipient per hour:
-two autoresponders can never ping-pong. An acknowledgement goes out with a null return path (RFC 3834 3.3), so
-nothing answers it in turn; one that cannot be composed is skipped and logged, the ticket is opened all the same.
+two autoresponders can never ping-pong. The limit holds exactly with several intake workers: the count is read
+under a per-recipient lock held until the batch commits (see `store.outbox.recent_acks`). An acknowledgement
+goes out with a null return path (RFC 3834 3.3), so nothing answers it in turn; one that cannot be composed is
+skipped and logged, the ticket is opened all the same.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ..statuses import (AUTO_ACK, CUSTOMER_EMAIL, INTERACTION_TARGET, RECEIVED, 
                         interaction_transition)
 from ..store import batches
 from ..store.db import Connection
-from ..store.outbox import ACK_KIND
+from ..store.outbox import ACK_KIND, recent_acks
 from ..store.rows import AuditRow, outbound_row, outbox_row
 from .plan import BatchPlan, Knowledge, NewTicket
 
@@ -50,9 +52,16 @@ def reason_not_to_acknowledge(parsed: ParsedMail, own_addresses: set[str]) -> st
 def acknowledge(conn: Connection, plan: BatchPlan, knowledge: Knowledge, config: Config,
                 own_addresses: set[str]) -> None:
     """Add the acknowledgements of the plan's new tickets to its rows."""
-    wanted = [new for new in plan.new_tickets.values() if new.placement.mailbox.ack_template
-              and reason_not_to_acknowledge(new.placement.prepared.parsed, own_addresses) is None
-              and under_ack_limit(new.placement.prepared.parsed, knowledge, config.ack_per_hour)]
+    merged = {ticket_id for ticket_id, _ in plan.rows.merges}       # merged away in this very batch
+    candidates = [new for new in plan.new_tickets.values() if new.placement.mailbox.ack_template
+                  and new.row.ticket_id not in merged
+                  and reason_not_to_acknowledge(new.placement.prepared.parsed, own_addresses) is None]
+    if not candidates:
+        return
+    knowledge.acks_sent = recent_acks(conn, sorted({new.placement.prepared.parsed.from_.email.lower()
+                                                    for new in candidates}))
+    wanted = [new for new in candidates
+              if under_ack_limit(new.placement.prepared.parsed, knowledge, config.ack_per_hour)]
     if not wanted:
         return
     try:

@@ -8,8 +8,10 @@ if it dies, the batches are parsed in this process instead and the run goes on.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +23,10 @@ from ingest import NotAMessage, ParsedMail, ParseLimits, parse_message
 from ..model import SourceMessage
 
 log = logging.getLogger(__name__)
+# For tests only: with POSTDESK_TEST_CRASH_MARKER set, parsing a message that contains the marker kills the process
+# at once, as a crash in C code would (tests/test_poison.py). Never set in production.
+PARSE_WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
+_CRASH_MARKER = os.environ.get('POSTDESK_TEST_CRASH_MARKER', '').encode() or None
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class ParseResult:
 
 
 def parse_raw(raw: bytes, limits: ParseLimits) -> ParseResult:
+    if _CRASH_MARKER is not None and _CRASH_MARKER in raw:
+        os._exit(70)
     try:
         return ParseResult(parse_message(raw, limits), None)
     except NotAMessage as exc:
@@ -58,12 +66,15 @@ def parsed_batches(batches: Iterable[list[SourceMessage]],
         for batch in iterator:
             yield _inline(batch, limits)
         return
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('fork')) as pool:
+    with ProcessPoolExecutor(max_workers=PARSE_WORKERS, mp_context=multiprocessing.get_context('fork')) as pool:
         yield from _pipelined(pool, first, second, iterator, limits)
 
 
 def _pipelined(pool: ProcessPoolExecutor, first, second, iterator, limits: ParseLimits):
+    """Keep PARSE_WORKERS + 1 batches submitted ahead of the one being stored, so no worker waits for work."""
     pending = deque([(second, pool.submit(parse_batch, [m.raw for m in second], limits))])
+    for batch in itertools.islice(iterator, PARSE_WORKERS):
+        pending.append((batch, pool.submit(parse_batch, [m.raw for m in batch], limits)))
     yield _inline(first, limits)
     broken = False
     for batch in iterator:

@@ -4,7 +4,9 @@ interaction, attachments, status audit (SuperOffice's CreateTicketFromMailData, 
 
 What the database knows about the batch is read first, in a handful of queries (`learn`); then each message is
 decided by `threads.decide` with that knowledge and with what the messages before it in the batch did, so a
-question and its answer in one batch thread as they would one by one.
+question and its answer in one batch thread as they would one by one. A message that replies stored before it
+name joins their ticket and the other tickets they opened are merged into it (`threads.join_waiting_replies`),
+so the same messages give the same tickets in any order.
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ from ..statuses import (AUTO_REPLY, BOUNCE_REPORT, CLOSED, CUSTOMER_EMAIL, RECEI
                         SYSTEM_MODIFIER, TICKET_TARGET, ticket_transition)
 from ..store import agents, batches
 from ..store.db import Connection
-from ..store.outbox import recent_acks
 from ..store.rows import (AttachmentRow, AuditRow, BlobRow, BounceMark, InteractionRow, QuarantineRow, RawRow, Rows,
-                          TicketRow, TicketUpdate, jsonb)
-from ..threads import (Lookups, ThreadDecision, decide, header_candidates, is_automatic, normalize_message_id,
-                       participants_of, referenced_ticket_ids)
+                          ThreadWaitRow, TicketRow, TicketUpdate, jsonb)
+from ..threads import (Lookups, ThreadDecision, WaitingReply, decide, header_candidates, is_automatic,
+                       join_waiting_replies, normalize_message_id, participants_of, referenced_ticket_ids,
+                       waited_for)
 from .place import Placement
 
 MessageKey = tuple[int, str]          # (mailbox_id, stored Message-ID)
@@ -33,13 +35,14 @@ MessageKey = tuple[int, str]          # (mailbox_id, stored Message-ID)
 @dataclass
 class Knowledge:
     """What the database knows about a batch: stored Message-IDs, the tickets they and the subject references
-    name, persons, attachment bytes already stored, recent acknowledgements."""
+    name, persons, attachment bytes already stored, recent acknowledgements (read by `acknowledge`)."""
     known: dict[MessageKey, tuple[int, int]] = field(default_factory=dict)
     facts: dict[int, TicketFacts] = field(default_factory=dict)
     summaries: dict[int, TicketSummary] = field(default_factory=dict)
     persons: dict[str, int] = field(default_factory=dict)
     stored_blobs: set[bytes] = field(default_factory=set)
     acks_sent: dict[str, int] = field(default_factory=dict)
+    waiting: dict[MessageKey, list[WaitingReply]] = field(default_factory=dict)
 
 
 def ids_to_look_up(parsed: ParsedMail, message_id: str) -> Iterator[str]:
@@ -61,14 +64,26 @@ def learn(conn: Connection, placements: list[Placement]) -> Knowledge:
         for mid, found in batches.known_messages(conn, mailbox_id, sorted(ids)).items():
             knowledge.known[(mailbox_id, mid)] = found
             ticket_ids.add(found[0])
+    ticket_ids.update(learn_waiting(conn, placements, knowledge))
     knowledge.facts, knowledge.summaries = batches.ticket_facts(conn, sorted(ticket_ids))
     people = senders(placements)
     knowledge.persons = batches.upsert_persons(conn, people)
-    if any(p.mailbox.ack_template for p in placements):
-        knowledge.acks_sent = recent_acks(conn, sorted(people))
     digests = sorted({bytes.fromhex(a.sha256) for p in placements for a in p.prepared.parsed.attachments})
     knowledge.stored_blobs = batches.existing_blobs(conn, digests)
     return knowledge
+
+
+def learn_waiting(conn: Connection, placements: list[Placement], knowledge: Knowledge) -> set[int]:
+    """The replies stored before the batch's messages that name them; the tickets they opened."""
+    by_mailbox: dict[int, set[str]] = {}
+    for p in placements:
+        by_mailbox.setdefault(p.mailbox.mailbox_id, set()).add(p.prepared.message_id)
+    tickets = set()
+    for mailbox_id, ids in by_mailbox.items():
+        for mid, waiting in batches.waiting_replies(conn, mailbox_id, sorted(ids)).items():
+            knowledge.waiting[(mailbox_id, mid)] = waiting
+            tickets.update(w.ticket_id for w in waiting)
+    return tickets
 
 
 def senders(placements: list[Placement]) -> dict[str, str]:
@@ -132,6 +147,7 @@ class Planner:
         self.ids = IdPool(conn, placements)
         self.plan = BatchPlan()
         self.batch_messages: dict[MessageKey, tuple[int, int]] = {}
+        self.merged_into: dict[int, int] = {}
         self._agents: frozenset[str] | None = None
 
     def plan_all(self, placements: list[Placement]) -> BatchPlan:
@@ -151,7 +167,7 @@ class Planner:
         def ticket_of_message(message_id: str) -> int | None:
             key = (mailbox_id, normalize_message_id(message_id))
             found = self.batch_messages.get(key) or self.knowledge.known.get(key)
-            return found[0] if found else None
+            return self.resolve(found[0]) if found else None
         return Lookups(ticket_of_message=ticket_of_message, ticket=self.knowledge.facts.get, is_agent=self.is_agent)
 
     def plan_one(self, placement: Placement) -> None:
@@ -161,10 +177,11 @@ class Planner:
         if existing:
             self.duplicate(placement, existing)
             return
-        decision = decide(prepared.parsed, mailbox.mailbox_id, mailbox.follow_up, self.lookups(mailbox.mailbox_id))
-        if decision.quarantine:
-            self.quarantine(placement, decision.quarantine)
+        decided = decide(prepared.parsed, mailbox.mailbox_id, mailbox.follow_up, self.lookups(mailbox.mailbox_id))
+        if decided.quarantine:
+            self.quarantine(placement, decided.quarantine)
             return
+        decision = self.join_earlier_replies(key, decided)
         interaction_id = next(self.ids.interactions)
         if decision.ticket_id is None:
             ticket_id, outcome = next(self.ids.tickets), NEW
@@ -173,11 +190,51 @@ class Planner:
             ticket_id, outcome = decision.ticket_id, FOLLOWUP
             self.follow_up(placement, ticket_id, decision, interaction_id)
         self.add_message_rows(placement, ticket_id, interaction_id, decision.rule)
+        self.leave_waiting(placement, decided, ticket_id, interaction_id)
         self.mark_bounced(placement)
         self.batch_messages[key] = (ticket_id, interaction_id)
         self.plan.outcomes.append(Outcome(prepared.message.source, outcome, self.summary(ticket_id), interaction_id,
                                           decision.rule, None, prepared.message_id, mailbox.address,
                                           prepared.message.raw_id))
+
+    def resolve(self, ticket_id: int) -> int:
+        """The ticket a ticket was merged into in this batch (itself when it was not)."""
+        while ticket_id in self.merged_into:
+            ticket_id = self.merged_into[ticket_id]
+        return ticket_id
+
+    def join_earlier_replies(self, key: MessageKey, decision: ThreadDecision) -> ThreadDecision:
+        """A message that replies stored before it name: it joins their ticket, the others are merged in."""
+        waiting = self.knowledge.waiting.pop(key, [])
+        if not waiting:
+            return decision
+        self.plan.rows.resolved_waits.append(key)
+        decision, merged = join_waiting_replies(decision, waiting, self.resolve)
+        kept = self.resolve(decision.ticket_id)
+        for ticket_id in merged:
+            self.merged_into[ticket_id] = kept
+            self.plan.rows.merges.append((ticket_id, kept))
+            self.merge_facts(ticket_id, kept)
+        return ThreadDecision(decision.rule, kept, decision.connect_id, decision.reopen)
+
+    def merge_facts(self, merged: int, kept: int) -> None:
+        """Who may continue the kept ticket now includes the merged ticket's participants."""
+        facts, into = self.knowledge.facts.get(merged), self.knowledge.facts.get(kept)
+        if facts is not None and into is not None:
+            self.knowledge.facts[kept] = TicketFacts(into.ticket_id, into.mailbox_id, into.base_status,
+                                                     into.participants | facts.participants, into.thread_token)
+
+    def leave_waiting(self, placement: Placement, decided: ThreadDecision, ticket_id: int,
+                      interaction_id: int) -> None:
+        """The Message-IDs a message names while its headers found no ticket: their arrival joins this one."""
+        mailbox_id, parsed = placement.mailbox.mailbox_id, placement.prepared.parsed
+        for message_id in waited_for(parsed, decided):
+            key = (mailbox_id, message_id)
+            if key in self.batch_messages or key in self.knowledge.known:
+                continue
+            self.plan.rows.waits.append(ThreadWaitRow(mailbox_id, message_id, ticket_id, interaction_id,
+                                                      parsed.date))
+            self.knowledge.waiting.setdefault(key, []).append(WaitingReply(ticket_id, interaction_id, parsed.date))
 
     def summary(self, ticket_id: int) -> TicketSummary | None:
         new = self.plan.new_tickets.get(ticket_id)

@@ -4,6 +4,8 @@ reason. Nothing in the quarantine is ever deleted by postdesk.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from ..config import Config
 from ..model import QUARANTINED, Outcome, SourceMessage
 from ..store import quarantine
@@ -13,15 +15,20 @@ from .runner import Intake
 
 def retry(conn: Connection, config: Config, ids: list[int] | None) -> list[tuple[int, Outcome]]:
     """Run held messages (all, or those named) through intake again, each in the mailbox it was for."""
-    intake = Intake(conn, config)
-    results = []
-    for quarantine_id in quarantine.held_ids(conn, ids):
-        data, source, hint = quarantine.held_message(conn, quarantine_id)
+    return list(retry_each(conn, config, quarantine.held_ids(conn, ids)))
+
+
+def retry_each(conn: Connection, config: Config, held: list[int],
+               reconnect: Callable[[], Connection] | None = None) -> Iterator[tuple[int, Outcome]]:
+    """What became of each of these held entries, one at a time (with `reconnect`, a lost connection is opened
+    again)."""
+    intake = Intake(conn, config, reconnect=reconnect)
+    for quarantine_id in held:
+        data, source, hint = intake.retried(lambda: quarantine.held_message(intake.conn, quarantine_id))
         message = SourceMessage(data, 'quarantine #%d (%s)' % (quarantine_id, source), source, mailbox=hint)
         outcome = intake.store_batch([message])[0]
-        record_retry(conn, quarantine_id, outcome)
-        results.append((quarantine_id, outcome))
-    return results
+        intake.retried(lambda: record_retry(intake.conn, quarantine_id, outcome))
+        yield quarantine_id, outcome
 
 
 def record_retry(conn: Connection, quarantine_id: int, outcome: Outcome) -> None:

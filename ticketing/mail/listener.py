@@ -6,8 +6,14 @@ Recipients are checked at RCPT time against the mailboxes by the routing rule (`
 ignored, a catch-all mailbox takes unknown addresses of its own domain): anything else gets `550 5.1.1`, so
 postdesk is never an open relay. LMTP answers each accepted
 recipient after DATA. SIZE is advertised and enforced (`552 5.3.4`), with 8BITMIME, SMTPUTF8 and, when a
-certificate is configured, STARTTLS. Sessions are limited in number and idle time; every message gets a
-`Received:` header as an MTA would add.
+certificate is configured, STARTTLS. Sessions are limited in number; every message gets a `Received:` header as
+an MTA would add.
+
+Timeouts as Postfix has them (`Timeouts`): an idle timeout per read (no command for that long, and during DATA
+no bytes for that long: aiosmtpd's own timer restarts only when a command arrives, so a long transfer was cut
+while its bytes flowed); a minimum data rate during DATA, averaged over a window (Postfix's
+smtpd_min_data_rate), so a client that trickles a byte every few seconds is cut; and a maximum transaction time
+from MAIL to the end of DATA. Each cut is answered `421 4.4.2` and logged on one line.
 """
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ import re
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
@@ -33,13 +40,15 @@ from .spool import SpoolWriter
 log = logging.getLogger('postdesk.smtp')
 
 TOO_MUCH_DATA = '552 Error: Too much mail data'
+MALFORMED_ADDRESS = '553 5.1.3 Error: malformed address'
 SIZE_DECLARED_TOO_BIG = '552 Error: message size exceeds fixed maximum message size'
 LINE_TOO_LONG = '500 Line too long (see RFC5321 4.5.3.1.6)'
 # aiosmtpd answers these itself; postdesk gives them enhanced status codes (RFC 3463), and in LMTP repeats the
 # answer to DATA once per accepted recipient (RFC 2033 4.2), as aiosmtpd sends it only once.
 _REWORDED = {TOO_MUCH_DATA: '552 5.3.4 Message too big for this system',
              SIZE_DECLARED_TOO_BIG: '552 5.3.4 Message size exceeds the fixed maximum message size',
-             LINE_TOO_LONG: '500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)'}
+             LINE_TOO_LONG: '500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)',
+             MALFORMED_ADDRESS: '501 5.1.3 Bad address syntax'}
 _ANSWERS_TO_DATA = (TOO_MUCH_DATA, LINE_TOO_LONG)
 RECIPIENT_REFRESH_SECONDS = 1.0
 # The path of nearly every MAIL FROM and RCPT TO: `<dot-atom@dot-atom>`, then parameters. aiosmtpd parses each
@@ -47,6 +56,31 @@ RECIPIENT_REFRESH_SECONDS = 1.0
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE_PATH = re.compile(r'[ \t]*<(%s(?:\.%s)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>' % (_ATOM, _ATOM))
 _MESSAGE_ID = re.compile(rb'^Message-ID:[ \t]*(<[^>\r\n]{1,250}>)', re.I | re.M)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds and bytes per second; see the module's docstring."""
+    idle: float = 300.0
+    min_data_rate: float = 1024.0
+    data_rate_window: float = 60.0
+    max_transaction: float = 3600.0
+
+
+@dataclass
+class DataMeter:
+    """Bytes received since DATA began, sampled so that the rate over the last `window` seconds is known."""
+    window: float
+    received: int = 0
+    samples: deque = field(default_factory=deque)
+
+    def too_slow(self, now: float, min_rate: float) -> bool:
+        """Sample now; whether fewer than min_rate bytes per second arrived over the last full window."""
+        self.samples.append((now, self.received))
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
+            self.samples.popleft()
+        since, base = self.samples[0]
+        return now - since >= self.window and self.received - base < min_rate * (now - since)
 
 
 class ListenError(ValueError):
@@ -92,6 +126,25 @@ class Recipients:
 
     def accepts(self, address: str) -> bool:
         return mailbox_for(self.directory, address) is not None
+
+
+def is_utf8(text: str) -> bool:
+    """Whether a command argument was valid UTF-8 (aiosmtpd keeps undecodable bytes as surrogate escapes)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str | None) -> str:
+    """Envelope text for a log line or a reply: undecodable bytes as \\xNN, line breaks escaped, never an
+    encoding error."""
+    text = text or ''
+    if text.isascii() and text.isprintable():
+        return text
+    text = text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+    return text.replace('\r', '\\r').replace('\n', '\\n')
 
 
 def message_id_of(data: bytes) -> str:
@@ -151,17 +204,23 @@ class IntakeHandler:
                 await self.recipients.refresh(self.url, self.database_timeout)
             except SpoolUnavailable as exc:
                 log.warning('peer=%s rcpt=<%s> outcome=451 reason=mailboxes unavailable (%s)',
-                            _peer(session), address, first_line(exc))
+                            _peer(session), printable(address), first_line(exc))
                 return '451 4.3.0 Cannot verify the recipient now, try again later'
+        if not is_utf8(address):
+            log.info('peer=%s from=<%s> rcpt=<%s> outcome=550 reason=address is not valid UTF-8',
+                     _peer(session), printable(envelope.mail_from), printable(address))
+            return '550 5.1.1 Recipient address rejected: not a valid address (8-bit bytes that are not UTF-8)'
         if not self.recipients.accepts(address):
             log.info('peer=%s from=<%s> rcpt=<%s> outcome=550 reason=no such mailbox',
-                     _peer(session), envelope.mail_from, address)
-            return '550 5.1.1 <%s>: Recipient address rejected: no such mailbox here' % address
+                     _peer(session), printable(envelope.mail_from), printable(address))
+            return '550 5.1.1 <%s>: Recipient address rejected: no such mailbox here' % printable(address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return '250 2.1.5 Ok'
 
     async def handle_DATA(self, server, session, envelope):
+        if isinstance(server, Session):
+            server.data_complete()          # storing is not receiving: the data rate no longer applies
         started = time.monotonic()
         protocol = _protocol_name(server, session)
         trace = received_header(self.hostname, session.host_name, session.peer, envelope.rcpt_tos, protocol)
@@ -173,7 +232,7 @@ class IntakeHandler:
             raw_id = await self.writer.accept(data, record)
         except SpoolUnavailable as exc:
             log.warning('peer=%s from=<%s> to=%s message-id=%s outcome=451 reason=%s ms=%d', record.peer,
-                        record.mail_from, ','.join('<%s>' % r for r in record.rcpt_to), message_id_of(data),
+                        printable(record.mail_from), ','.join('<%s>' % r for r in record.rcpt_to), message_id_of(data),
                         first_line(exc), (time.monotonic() - started) * 1000)
             return self._replies(server, envelope, '451 4.3.0 Temporary failure storing the message, '
                                                    'try again later')
@@ -198,11 +257,75 @@ def _peer(session) -> str:
 
 
 class Session:
-    """What the server needs of every session, for limits and for shutdown (mixed into SMTP and LMTP)."""
+    """What the server needs of every session, for limits, timeouts and shutdown (mixed into SMTP and LMTP)."""
     handler: IntakeHandler
     max_sessions: int
+    timeouts: Timeouts = Timeouts()
     rejected = False
     told_421 = False
+    meter: DataMeter | None = None
+    meter_timer: asyncio.TimerHandle | None = None
+    transaction_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.meter is not None:                  # DATA: every read restarts the idle timer
+            self.meter.received += len(data)
+            self._reset_timeout()
+        super().data_received(data)
+
+    async def smtp_MAIL(self, arg):
+        await super().smtp_MAIL(arg)
+        if self.in_transaction() and self.transaction_timer is None:
+            self.transaction_timer = self.loop.call_later(self.timeouts.max_transaction, self.cut,
+                                                          'transaction took longer than %.0f s'
+                                                          % self.timeouts.max_transaction)
+
+    async def smtp_DATA(self, arg):
+        self.meter = DataMeter(self.timeouts.data_rate_window)
+        self.meter.too_slow(self.loop.time(), self.timeouts.min_data_rate)
+        self.meter_timer = self.loop.call_later(self.meter.window / 4, self.check_rate)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.data_complete()
+            self.end_transaction()
+
+    async def smtp_RSET(self, arg):
+        await super().smtp_RSET(arg)
+        self.end_transaction()
+
+    def check_rate(self) -> None:
+        if self.meter is None:
+            return
+        if self.meter.too_slow(self.loop.time(), self.timeouts.min_data_rate):
+            self.cut('data rate below %.0f bytes/s over %.0f s' % (self.timeouts.min_data_rate, self.meter.window))
+            return
+        self.meter_timer = self.loop.call_later(self.meter.window / 4, self.check_rate)
+
+    def data_complete(self) -> None:
+        """The end of the data has been read (the message is being stored): no rate to keep any more."""
+        self.meter = None
+        if self.meter_timer is not None:
+            self.meter_timer.cancel()
+            self.meter_timer = None
+
+    def end_transaction(self) -> None:
+        if self.transaction_timer is not None:
+            self.transaction_timer.cancel()
+            self.transaction_timer = None
+
+    def cut(self, reason: str) -> None:
+        """Close a session that broke a time limit, with 421 (RFC 5321 3.8) and one log line."""
+        log.warning('peer=%s from=<%s> outcome=421 reason=%s', _peer(self.session) if self.session else '-',
+                    printable(self.envelope.mail_from if self.envelope else None), reason)
+        self.data_complete()
+        self.end_transaction()
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                self.transport.write(b'421 4.4.2 %s: closing connection\r\n' % reason.encode('ascii', 'replace'))
+            except (OSError, RuntimeError):
+                pass
+            self.transport.close()
 
     def connection_made(self, transport):
         if self._original_transport is not None:      # the same session again, after STARTTLS (RFC 3207 4.2)
@@ -219,6 +342,8 @@ class Session:
     def connection_lost(self, error):
         if self.rejected:
             return
+        self.data_complete()
+        self.end_transaction()
         self.handler.sessions.discard(self)
         super().connection_lost(error)
 
@@ -227,7 +352,10 @@ class Session:
         simple = _SIMPLE_PATH.match(arg) if arg else None
         rest = arg[simple.end():].lstrip(' \t') if simple else ''
         if simple is None or rest.startswith('('):         # anything else (comments included): aiosmtpd decides
-            return super()._getaddr(arg)
+            try:
+                return super()._getaddr(arg)
+            except (AttributeError, IndexError, ValueError):   # the email package's parser trips on some paths:
+                return None, None                               # malformed, 501 5.1.3 (not 500 with its error)
         address = simple.group(1)
         if self.local_part_limit and len(address.rpartition('@')[0]) > self.local_part_limit:
             return None, None
@@ -239,6 +367,8 @@ class Session:
             status = '\r\n'.join('%s <%s>' % (_REWORDED[status], rcpt) for rcpt in self.envelope.rcpt_tos)
         else:
             status = _REWORDED.get(status, status)
+        if isinstance(status, str) and not is_utf8(status):       # never an encoding error for a reply
+            status = printable(status)
         count_smtp_reply('lmtp' if isinstance(self, LMTP) else 'smtp', status[:3])
         await super().push(status)
 
@@ -265,11 +395,13 @@ class LmtpSession(Session, LMTP):
     pass
 
 
-def session_factory(kind: type, handler: IntakeHandler, max_sessions: int, **smtp_options):
+def session_factory(kind: type, handler: IntakeHandler, max_sessions: int, timeouts: Timeouts = Timeouts(),
+                    **smtp_options):
     def build():
-        session = kind(handler, **smtp_options)
+        session = kind(handler, timeout=timeouts.idle, **smtp_options)
         session.handler = handler
         session.max_sessions = max_sessions
+        session.timeouts = timeouts
         return session
     return build
 

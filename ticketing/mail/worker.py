@@ -5,8 +5,14 @@ machines share the spool), parses each once, outside any transaction, places it 
 recipients name, and stores it with the same intake as `replay`, marking the rows done or quarantined in the
 same transaction. The mailboxes are read once per process and again when they change. It wakes on the spool's
 NOTIFY and polls once a second in case a notification was missed; when PostgreSQL goes away it retries with a
-pause. Each stored message is logged on one line: peer, envelope sender, recipients, Message-ID, outcome, ticket
-and the milliseconds from acceptance to ticket.
+pause, and releases the claims of its lost connection first (an outage is not a crash). Each stored message is
+logged on one line: peer, envelope sender, recipients, Message-ID, outcome, ticket and the milliseconds from
+acceptance to ticket.
+
+Poison messages: a row whose earlier claim ended with the worker process dead (`crashes`, counted by the claim,
+see `ticketing.store.spool`) is worked on alone, so that another crash costs no other message a count; one that
+has crashed `max_crashes` workers is quarantined unparsed ("crashed the intake worker N times") and the rest of
+the spool moves on.
 """
 from __future__ import annotations
 
@@ -17,9 +23,9 @@ import signal
 import time
 
 from ..config import Config
-from ..intake import Intake, parse_limits
+from ..intake import Intake
 from ..intake.parse_ahead import parse_batch
-from ..model import Outcome, Pending, SourceMessage
+from ..model import QUARANTINED, Outcome, Pending, SourceMessage
 from ..routing import Directory, directory_of
 from ..store import events, spool
 from ..store.db import (Connection, DatabaseUnavailable, OperationalError, connect, connection_lost, first_line,
@@ -64,6 +70,12 @@ def process_pending(conn: Connection, config: Config, mailboxes: DirectoryCache,
     claimed = spool.claim_pending(conn, limit)
     if not claimed:
         return []
+    suspects = [p for p in claimed if p.crashes]
+    if suspects:
+        claimed = suspects[:1]                        # alone: a crash now costs no other message a count
+        spool.release_claims(conn, keep=[claimed[0].raw_id])
+        if claimed[0].crashes >= config.max_crashes:
+            return [quarantine_poison(conn, claimed[0])]
     try:
         intake = Intake(conn, config, directory=mailboxes.current(conn))
         messages = [source_message(p) for p in claimed]
@@ -73,6 +85,15 @@ def process_pending(conn: Connection, config: Config, mailboxes: DirectoryCache,
             spool.release_claims(conn)        # whatever was not stored is pending for any worker again
     by_id = {p.raw_id: p for p in claimed}
     return [(by_id[o.raw_id], o) for o in outcomes if o.raw_id in by_id]
+
+
+def quarantine_poison(conn: Connection, pending: Pending) -> tuple[Pending, Outcome]:
+    """A message that killed the worker process every time it was worked on: held unparsed, with the count."""
+    reason = 'crashed the intake worker %d times' % pending.crashes
+    source = source_message(pending).source
+    spool.quarantine_claimed(conn, pending.raw_id, source, reason)
+    log.error('%s quarantined: %s', source, reason)
+    return pending, Outcome(source, QUARANTINED, reason=reason, raw_id=pending.raw_id)
 
 
 def log_outcome(pending: Pending, outcome: Outcome) -> None:
@@ -104,9 +125,10 @@ def run_worker(config: Config, stop_event=None, drain_seconds: float = 30.0) -> 
     signal.signal(signal.SIGINT, stop)
     os.nice(WORKER_NICENESS)
     mailboxes = DirectoryCache()
+    backends: list[int] = []
     while not stop.is_set():
         try:
-            serve_spool(config, stop, mailboxes)
+            serve_spool(config, stop, mailboxes, backends)
         except (OperationalError, DatabaseUnavailable) as exc:
             log.warning('database unavailable (%s); retrying in %.0f s', first_line(exc), RETRY_SECONDS)
             time.sleep(RETRY_SECONDS)
@@ -120,8 +142,13 @@ def worker_connection(config: Config) -> Connection:
     return connect(resolve_database_url(config.database_url, config.embedded_data), autocommit=True)
 
 
-def serve_spool(config: Config, stop: Stop, mailboxes: DirectoryCache) -> None:
+def serve_spool(config: Config, stop: Stop, mailboxes: DirectoryCache, backends: list[int]) -> None:
+    """Work on the spool on one connection until stopped. `backends` holds the server process of this worker's
+    previous connection: if it was lost, its claims are released first."""
     with worker_connection(config) as conn:
+        for lost in backends:
+            spool.release_lost_claims(conn, lost)
+        backends[:] = [spool.backend_pid(conn)]
         events.listen(conn, events.SPOOL_CHANNEL)
         while not stop.is_set():
             if listeners_busy(conn):

@@ -1,6 +1,11 @@
 """Connections and the schema: where PostgreSQL is (DATABASE_URL, or an embedded server from the pgserver package),
 opening connections with psycopg 3, applying `schema.sql` once per database under an advisory lock, and telling a
-lost connection from a failed statement.
+transient database error (try again in a fresh transaction) from a failed statement.
+
+Transient, by SQLSTATE (PostgreSQL's Appendix A): class 08 (connection exceptions), 40001 serialization failure,
+40P01 deadlock, 55P03 lock not available (lock_timeout), 57P01/57P02/57P03 (administrator or crash shutdown, the
+server cannot accept connections now), 53300 too many connections; and any error after which the connection is
+gone. Such an error says nothing about the message being stored: it is retried, never a reason to quarantine.
 """
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import os
 import pathlib
 import sys
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import psycopg
 
@@ -22,8 +29,46 @@ OperationalError = psycopg.OperationalError
 SCHEMA_LOCK = 8_317_224_051   # pg_advisory_lock key: one schema upgrade at a time, whoever starts first
 
 
+TRANSIENT_SQLSTATES = frozenset({
+    '40001',      # serialization_failure
+    '40P01',      # deadlock_detected
+    '55P03',      # lock_not_available (lock_timeout)
+    '57P01',      # admin_shutdown (pg_terminate_backend, smart or fast shutdown)
+    '57P02',      # crash_shutdown
+    '57P03',      # cannot_connect_now (starting up, shutting down, in recovery)
+    '53300',      # too_many_connections
+})
+
+
 class DatabaseUnavailable(RuntimeError):
-    """PostgreSQL cannot be reached or the embedded server cannot be started."""
+    """PostgreSQL cannot be reached (or stayed unreachable through the retries), or the embedded server cannot be
+    started. Nothing was lost: the caller tries again later (exit 75, SMTP 451, HTTP 503 with Retry-After)."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a transient database error is retried: `attempts` tries in all, pausing `base` seconds after the first
+    failure, doubled each time, at most `cap`."""
+    attempts: int = 7
+    base: float = 0.2
+    cap: float = 5.0
+
+    def pauses(self) -> Iterator[float]:
+        """The pause before each retry (attempts - 1 of them)."""
+        for number in range(self.attempts - 1):
+            yield min(self.base * 2 ** number, self.cap)
+
+
+def is_transient(exc: BaseException, conn: psycopg.Connection | None = None) -> bool:
+    """Whether a database error is worth retrying in a fresh transaction (see the module's docstring)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate or ''
+    if state in TRANSIENT_SQLSTATES or state.startswith('08'):
+        return True
+    return conn is not None and connection_lost(conn)
 
 
 def first_line(exc: BaseException) -> str:
@@ -74,10 +119,15 @@ def connect(url: str, autocommit: bool = False) -> psycopg.Connection:
         raise DatabaseUnavailable('cannot connect to PostgreSQL: %s' % str(exc).strip()) from exc
 
 
+def schema_version() -> str:
+    """The version of this code's schema: the sha256 of schema.sql, as `postdesk_meta` records it once applied."""
+    return hashlib.sha256(schema_sql().encode('utf-8')).hexdigest()
+
+
 def ensure_schema(conn: psycopg.Connection) -> bool:
     """Apply schema.sql unless this exact version is applied already. Returns True when it ran."""
     sql = schema_sql()
-    version = hashlib.sha256(sql.encode('utf-8')).hexdigest()
+    version = schema_version()
     if _schema_version(conn) == version:
         return False
     with conn.transaction():

@@ -1,7 +1,8 @@
 """The outbox table: outgoing messages with their exact MIME bytes, claimed row by row by delivery workers with
 FOR UPDATE SKIP LOCKED, and what a delivery attempt records (sent, retried later, failed for good), with the
 interaction's status change and the ticket's flag. Also the operator's views (list, retry) and the count of
-acknowledgements a recipient had in the last hour.
+acknowledgements a recipient had in the last hour, read under a per-recipient lock so that several intake workers
+hold the hourly limit exactly.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .interactions import add_audit, change_interaction_status
 from .tickets import flag_ticket
 
 ACK_KIND, REPLY_KIND = 'ack', 'reply'
+ACK_LOCK = 831_722   # pg_advisory_xact_lock(ACK_LOCK, hashtext(recipient)): one lock per recipient (int4 keys)
 
 # States as literals (from statuses), so that the partial indexes on queued rows and on acknowledgements serve.
 _CLAIM_DUE = sql.SQL(
@@ -22,6 +24,8 @@ _CLAIM_DUE = sql.SQL(
     '       extract(epoch FROM now() - queued_at), kind, message_id '
     'FROM outbox WHERE state = {queued} AND next_attempt_at <= now() '
     'ORDER BY next_attempt_at, outbox_id LIMIT 1 FOR UPDATE SKIP LOCKED').format(queued=sql.Literal(OUTBOX_QUEUED))
+_LOCK_ACK_RECIPIENTS = ('SELECT count(pg_advisory_xact_lock(%s::int4, h)) FROM '
+                        '(SELECT DISTINCT hashtext(lower(r)) AS h FROM unnest(%s::text[]) AS r ORDER BY 1) AS k')
 _RECENT_ACKS = sql.SQL(
     'SELECT lower(r), count(*) FROM outbox, unnest(rcpt_to) AS r '
     "WHERE kind = {ack} AND created_at > now() - interval '1 hour' AND lower(r) = ANY(%s) GROUP BY 1"
@@ -36,6 +40,12 @@ def claim_due(conn: psycopg.Connection) -> DueMessage | None:
     values = list(row)
     values[5], values[6], values[8] = tuple(values[5]), bytes(values[6]), float(values[8])
     return DueMessage(*values)
+
+
+def count_due(conn: psycopg.Connection) -> int:
+    """Queued rows due now (what `deliver --once` will attempt)."""
+    return conn.execute(sql.SQL('SELECT count(*) FROM outbox WHERE state = {queued} AND next_attempt_at <= now()')
+                        .format(queued=sql.Literal(OUTBOX_QUEUED))).fetchone()[0]
 
 
 def mark_sent(conn: psycopg.Connection, row: DueMessage, relay_reply: str) -> None:
@@ -127,7 +137,10 @@ def requeue(conn: psycopg.Connection, outbox_id: int, modifier: str) -> OutboxEn
 
 
 def recent_acks(conn: psycopg.Connection, recipients: list[str]) -> dict[str, int]:
-    """lower(address) -> acknowledgements queued to it in the last hour (the per-recipient limit)."""
+    """lower(address) -> acknowledgements queued to it in the last hour (the per-recipient limit). Call in the
+    transaction that queues the new ones: each recipient is locked (in one order for every writer) until it
+    ends, so a concurrent writer counts them once they are committed."""
     if not recipients:
         return {}
+    conn.execute(_LOCK_ACK_RECIPIENTS, (ACK_LOCK, recipients))
     return dict(conn.execute(_RECENT_ACKS, (recipients,)).fetchall())

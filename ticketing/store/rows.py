@@ -153,6 +153,15 @@ class TicketUpdate(NamedTuple):
     answered_by: int | None = None      # the customer's message that answers a ticket waiting for it
 
 
+class ThreadWaitRow(NamedTuple):
+    """A Message-ID named by a message that opened a ticket of its own (see threads.waited_for)."""
+    mailbox_id: int
+    message_id: str
+    ticket_id: int
+    interaction_id: int
+    sent_date: datetime.datetime | None
+
+
 class BounceMark(NamedTuple):
     """A delivery report about one of our own messages: (mailbox, its Message-ID, what the report says)."""
     mailbox_id: int
@@ -183,6 +192,9 @@ class Rows:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     bounced: list[BounceMark] = field(default_factory=list)
+    waits: list[ThreadWaitRow] = field(default_factory=list)
+    resolved_waits: list[tuple[int, str]] = field(default_factory=list)   # (mailbox, Message-ID) arrived
+    merges: list[tuple[int, int]] = field(default_factory=list)           # (merged ticket, kept ticket)
     spool_states: dict[int, str] = field(default_factory=dict)     # raw_id -> done | quarantined
 
 

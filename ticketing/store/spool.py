@@ -7,7 +7,9 @@ writing its connection's backend pid into them (FOR UPDATE SKIP LOCKED picks the
 the same row) and commits at once: it then parses outside any transaction, and stores the tickets and marks the
 rows done in one transaction, which first checks that the rows are still its own. A claim ends with that
 transaction, with `release_claims`, or with the claiming connection: a row claimed by a backend that no longer
-exists (its worker crashed) is claimed again.
+exists is claimed again. Every claim counts an attempt; a claim found stale counts a crash, unless the server
+restarted since it was taken (an outage, not a crash) or the worker released it after losing its connection
+(`release_lost_claims`): what is left is a worker process that died holding the row.
 """
 from __future__ import annotations
 
@@ -70,13 +72,15 @@ async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Enve
 # serves them whatever plan PostgreSQL caches.
 _PENDING = sql.Literal(SPOOL_PENDING)
 _CLAIM = sql.SQL(
-    'UPDATE raw_message r SET claimed_by = pg_backend_pid(), attempts = r.attempts + 1 '
-    'FROM (SELECT raw_id FROM raw_message WHERE state = {pending} AND (claimed_by IS NULL OR NOT EXISTS '
-    '        (SELECT 1 FROM pg_stat_activity a WHERE a.pid = raw_message.claimed_by)) '
-    '      ORDER BY raw_id LIMIT %s FOR UPDATE SKIP LOCKED) AS c '
-    'WHERE r.raw_id = c.raw_id '
+    'WITH c AS (SELECT raw_id, claimed_by IS NOT NULL AND claimed_at > pg_postmaster_start_time() AS crashed '
+    '           FROM raw_message WHERE state = {pending} AND (claimed_by IS NULL OR NOT EXISTS '
+    '             (SELECT 1 FROM pg_stat_activity a WHERE a.pid = raw_message.claimed_by)) '
+    '           ORDER BY raw_id LIMIT %s FOR UPDATE SKIP LOCKED) '
+    'UPDATE raw_message r SET claimed_by = pg_backend_pid(), claimed_at = now(), attempts = r.attempts + 1, '
+    '       crashes = r.crashes + c.crashed::int '
+    'FROM c WHERE r.raw_id = c.raw_id '
     'RETURNING r.raw_id, r.data, r.sha256, r.envelope_from, r.envelope_to, r.peer, r.helo, r.source, '
-    '          r.received_at, r.trace_len').format(pending=_PENDING)
+    '          r.received_at, r.trace_len, r.crashes').format(pending=_PENDING)
 _AGES = sql.SQL(
     'SELECT extract(epoch FROM now() - (SELECT received_at FROM raw_message WHERE state = {pending} '
     '                                   ORDER BY raw_id LIMIT 1)), '
@@ -85,7 +89,16 @@ _AGES = sql.SQL(
 _OWN_CLAIMS = sql.SQL('SELECT raw_id FROM raw_message WHERE raw_id = ANY(%s) AND state = {pending} '
                       'AND claimed_by = pg_backend_pid() ORDER BY raw_id FOR UPDATE').format(pending=_PENDING)
 _RELEASE = sql.SQL('UPDATE raw_message SET claimed_by = NULL WHERE claimed_by = pg_backend_pid() '
-                   'AND state = {pending}').format(pending=_PENDING)
+                   'AND state = {pending} AND NOT (raw_id = ANY(%s))').format(pending=_PENDING)
+_RELEASE_LOST = sql.SQL('UPDATE raw_message SET claimed_by = NULL WHERE claimed_by = %s AND state = {pending} '
+                        'AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = %s)').format(pending=_PENDING)
+_QUARANTINE_CLAIMED = sql.SQL(
+    'WITH held AS (INSERT INTO quarantine (reason, source, mailbox_hint, sha256, data, raw_id) '
+    '              SELECT %s, %s, envelope_to[1], sha256, data, raw_id FROM raw_message '
+    '              WHERE raw_id = %s AND claimed_by = pg_backend_pid() AND state = {pending} '
+    '              ON CONFLICT DO NOTHING RETURNING raw_id) '
+    "UPDATE raw_message SET state = 'quarantined', claimed_by = NULL "
+    'WHERE raw_id = %s AND claimed_by = pg_backend_pid() AND state = {pending}').format(pending=_PENDING)
 
 
 def claim_pending(conn: psycopg.Connection, limit: int) -> list[Pending]:
@@ -96,9 +109,9 @@ def claim_pending(conn: psycopg.Connection, limit: int) -> list[Pending]:
 
 
 def _pending(row: tuple) -> Pending:
-    raw_id, data, digest, sender, rcpt, peer, helo, source, received, trace_len = row
+    raw_id, data, digest, sender, rcpt, peer, helo, source, received, trace_len, crashes = row
     return Pending(raw_id, bytes(data), bytes(digest), sender, tuple(rcpt or ()), peer, helo, source, received,
-                   trace_len)
+                   trace_len, crashes)
 
 
 def lock_own_claims(conn: psycopg.Connection, raw_ids: list[int]) -> set[int]:
@@ -116,9 +129,26 @@ def mark(conn: psycopg.Connection, states: dict[int, str]) -> None:
                         [(state, raw_id) for raw_id, state in sorted(states.items())])
 
 
-def release_claims(conn: psycopg.Connection) -> None:
-    """This connection's claims end without an outcome: the rows are pending for any worker again."""
-    conn.execute(_RELEASE)
+def release_claims(conn: psycopg.Connection, keep: list[int] = ()) -> None:
+    """This connection's claims (but those in `keep`) end without an outcome: the rows are pending for any worker
+    again."""
+    conn.execute(_RELEASE, (list(keep),))
+
+
+def backend_pid(conn: psycopg.Connection) -> int:
+    """The server process of this connection: what its claims carry."""
+    return conn.info.backend_pid
+
+
+def release_lost_claims(conn: psycopg.Connection, lost_backend: int) -> None:
+    """The claims of this worker's previous connection, lost with it (a database outage, not a crash): pending
+    again, without counting a crash."""
+    conn.execute(_RELEASE_LOST, (lost_backend, lost_backend))
+
+
+def quarantine_claimed(conn: psycopg.Connection, raw_id: int, source: str, reason: str) -> None:
+    """Quarantine a claimed row as it is, without parsing it (it killed the workers that tried)."""
+    conn.execute(_QUARANTINE_CLAIMED, (reason, source, raw_id, raw_id))
 
 
 def pending_ages(conn: psycopg.Connection) -> tuple[float | None, float]:

@@ -1,14 +1,17 @@
 """Tickets (SuperOffice's TicketEntity, seed 002): reading one with its messages, listing them, locking one for a
-reply and recording what the reply did to it, flagging one for an agent's attention.
+reply and recording what the reply did to it, flagging one for an agent's attention, merging one into another.
 """
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 
 import psycopg
+from psycopg import sql
 
 from ..model import MessageSummary, TicketForReply, TicketRecord
-from ..statuses import CLOSED_BASE, Transition
+from ..statuses import (CLOSED_BASE, MERGED_HERE_ACTION, SYSTEM_MODIFIER, TICKET_TARGET, Transition,
+                        ticket_transition)
 
 
 class TicketNotFound(LookupError):
@@ -49,10 +52,21 @@ def ticket_messages(conn: psycopg.Connection, ticket_id: int) -> tuple[MessageSu
     return tuple(MessageSummary(*row) for row in rows)
 
 
-def list_tickets(conn: psycopg.Connection) -> Iterator[TicketRecord]:
-    """Every ticket, in id order, without its messages."""
-    for row in conn.execute(_TICKET + 'ORDER BY t.ticket_id').fetchall():
-        yield _record(row)
+LIST_BATCH = 500
+
+
+def list_tickets(conn: psycopg.Connection, limit: int | None = None,
+                 since: datetime.datetime | None = None) -> Iterator[TicketRecord]:
+    """Tickets in id order, without their messages: at most `limit`, those changed at or after `since`. Streamed
+    through a server-side cursor, LIST_BATCH rows at a time, so memory stays the same for any number of tickets
+    (the cursor's transaction lasts as long as the listing)."""
+    with conn.transaction():
+        with conn.cursor(name='ticket_list') as cursor:
+            cursor.itersize = LIST_BATCH
+            cursor.execute(_TICKET + 'WHERE (%(since)s::timestamptz IS NULL OR t.last_changed >= %(since)s) '
+                           'ORDER BY t.ticket_id LIMIT %(limit)s', {'since': since, 'limit': limit})
+            for row in cursor:
+                yield _record(row)
 
 
 def lock_ticket_for_reply(conn: psycopg.Connection, ticket_id: int) -> TicketForReply | None:
@@ -78,3 +92,35 @@ def flag_ticket(conn: psycopg.Connection, ticket_id: int | None, reason: str) ->
     """Mark a ticket for an agent's attention (a reply that could not be delivered)."""
     if ticket_id is not None:
         conn.execute('UPDATE ticket SET flagged = %s, last_changed = now() WHERE ticket_id = %s', (reason, ticket_id))
+
+
+_ABSORB = (
+    'WITH x AS (SELECT num_messages, num_replies, has_attachment FROM ticket WHERE ticket_id = %(merged)s), '
+    'k AS (UPDATE ticket SET num_messages = ticket.num_messages + x.num_messages, '
+    '        num_replies = ticket.num_replies + x.num_replies, has_attachment = ticket.has_attachment OR '
+    '        x.has_attachment, last_changed = now() FROM x WHERE ticket_id = %(kept)s RETURNING ticket.status) '
+    'INSERT INTO status_audit (ticket_id, action, modifier, status_before, status_after, target) '
+    'SELECT %(kept)s, %(here)s, %(modifier)s, k.status, k.status, %(target)s FROM k')
+_CLOSE_MERGED = (
+    'WITH before AS (SELECT status FROM ticket WHERE ticket_id = %(merged)s), '
+    'closed AS (UPDATE ticket SET base_status = %(base)s, status = %(after)s, closed_at = now(), '
+    '           connect_id = %(kept)s, num_messages = 0, num_replies = 0, last_changed = now() '
+    '           WHERE ticket_id = %(merged)s RETURNING ticket_id) '
+    'INSERT INTO status_audit (ticket_id, action, modifier, status_before, status_after, target) '
+    'SELECT %(merged)s, %(action)s, %(modifier)s, before.status, %(after)s, %(target)s FROM before, closed')
+
+
+def merge_tickets(conn: psycopg.Connection, merges: list[tuple[int, int]]) -> None:
+    """Each (merged, kept): the merged ticket's messages, outbox rows and waiting references move to the kept
+    ticket, whose counters add the merged one's; the merged ticket is closed with ConnectId pointing to the kept
+    one. Both are audited."""
+    merge = ticket_transition('merge')
+    for merged, kept in merges:
+        params = {'merged': merged, 'kept': kept, 'here': '%s: %d' % (MERGED_HERE_ACTION, merged),
+                  'action': merge.audit_action(str(kept)), 'modifier': SYSTEM_MODIFIER, 'target': TICKET_TARGET,
+                  'base': merge.base, 'after': merge.after}
+        for table in ('interaction', 'outbox', 'thread_wait'):
+            conn.execute(sql.SQL('UPDATE {} SET ticket_id = %s WHERE ticket_id = %s').format(
+                sql.Identifier(table)), (kept, merged))
+        conn.execute(_ABSORB, params)
+        conn.execute(_CLOSE_MERGED, params)

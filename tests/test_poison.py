@@ -1,0 +1,77 @@
+"""A spooled message that kills the intake worker process each time it is parsed (a hard crash, not an
+exception) is quarantined after `max_crashes` crashes, and the messages after it become tickets.
+
+The crash is made by a test-only hook of the parser (`ticketing.intake.parse_ahead`): with the environment
+variable POSTDESK_TEST_CRASH_MARKER set, parsing a message that contains the marker ends the process at once with
+os._exit, as a crash in C code would. Everything else is real: `postdesk serve`, its supervisor starting the
+worker again, SMTP, PostgreSQL.
+"""
+from __future__ import annotations
+
+import smtplib
+
+from mails import MAILBOX, make_message
+from test_serve import Server, mailbox, tickets_for, wait_for   # noqa: F401 (fixture)
+
+MARKER = 'X-Test-Crash: kill-the-parser'
+
+
+def test_a_message_that_kills_the_worker_is_quarantined_after_3_crashes_and_the_next_ones_become_tickets(
+        db_url, tmp_path, mailbox, conn):
+    running = Server(db_url, tmp_path, {'POSTDESK_TEST_CRASH_MARKER': MARKER})
+    try:
+        poison = make_message(message_id='<poison@c.example>', headers={'X-Test-Crash': 'kill-the-parser'})
+        with smtplib.SMTP('127.0.0.1', running.smtp_port, timeout=10) as client:
+            client.sendmail('anna@customer.example', [MAILBOX], poison)
+            for n in range(3):
+                client.sendmail('anna@customer.example', [MAILBOX], make_message(
+                    message_id='<after-%d@c.example>' % n, subject='after %d' % n))
+        held = wait_for(lambda: conn.execute('SELECT reason, raw_id FROM quarantine').fetchall(), timeout=90)
+        for n in range(3):
+            assert wait_for(lambda: tickets_for(conn, 'after-%d@c.example' % n), timeout=60)
+    finally:
+        running.stop()
+    assert held[0][0] == 'crashed the intake worker 3 times'
+    state, attempts, crashes = conn.execute('SELECT state, attempts, crashes FROM raw_message WHERE raw_id = %s',
+                                            (held[0][1],)).fetchone()
+    assert (state, crashes) == ('quarantined', 3) and attempts == 4
+    assert sum('postdesk-intake-0' in line and 'starting it again' in line for line in running.lines) == 3
+    assert conn.execute("SELECT count(*) FROM raw_message WHERE state = 'pending'").fetchone()[0] == 0
+    assert conn.execute('SELECT max(crashes) FROM raw_message WHERE raw_id <> %s', (held[0][1],)).fetchone()[0] <= 1
+
+
+def spool_one(conn) -> int:
+    return conn.execute("INSERT INTO raw_message (sha256, data, size, state) VALUES ('\\x00', 'x', 1, 'pending') "
+                        'RETURNING raw_id').fetchone()[0]
+
+
+def test_a_claim_lost_with_its_connection_counts_no_crash_once_the_worker_releases_it(db_url, conn):
+    """What a worker does after a database outage that terminated its connection (it is still alive)."""
+    import psycopg
+    from ticketing.store import spool
+    raw_id = spool_one(conn)
+    worker = psycopg.connect(db_url, autocommit=True)
+    [claimed] = spool.claim_pending(worker, 10)
+    lost = spool.backend_pid(worker)
+    conn.execute('SELECT pg_terminate_backend(%s)', (lost,))
+    wait_for(lambda: not conn.execute('SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)',
+                                      (lost,)).fetchone()[0])
+    worker.close()
+    with psycopg.connect(db_url, autocommit=True) as again:
+        spool.release_lost_claims(again, lost)
+        [reclaimed] = spool.claim_pending(again, 10)
+    assert (claimed.raw_id, claimed.crashes, reclaimed.raw_id, reclaimed.crashes) == (raw_id, 0, raw_id, 0)
+
+
+def test_a_claim_whose_worker_died_counts_a_crash(db_url, conn):
+    import psycopg
+    from ticketing.store import spool
+    spool_one(conn)
+    worker = psycopg.connect(db_url, autocommit=True)
+    spool.claim_pending(worker, 10)
+    gone = spool.backend_pid(worker)
+    worker.close()                   # the process that held it is gone, and nobody released its claim
+    wait_for(lambda: not conn.execute('SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)',
+                                      (gone,)).fetchone()[0])
+    [reclaimed] = spool.claim_pending(conn, 10)
+    assert reclaimed.crashes == 1
