@@ -389,6 +389,9 @@ class TicketSave:
     person_name: str = ''
     from_address: str | None = None
     mailbox_id: int | None = None
+
+
+@dataclass(frozen=True)
 class PipelineFigures:
     """What `postdesk status` reads from the database: the spool, the quarantine, the outbox, the schema."""
     spool_pending: int
