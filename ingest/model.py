@@ -1,6 +1,6 @@
 """The ingest stage's result: `ParsedMail` and its parts, plain frozen dataclasses with no database in them.
 
-`ParsedMail.to_json()` is the contract of `postdesk parse --json` (issue 2): exactly the keys file, message_id,
+`ParsedMail.to_json()` is the contract of `postdesk parse --json`: exactly the keys file, message_id,
 subject, from, to, cc, reply_to, date, in_reply_to, references, text, html, attachments, auto_submitted, bounce,
 defects, error.
 """
@@ -10,8 +10,9 @@ import datetime
 import re
 from dataclasses import dataclass, field
 
+from .charsets import clean_text
+
 _FOLD = re.compile(r'\r?\n(?=[ \t])')
-_NOT_TEXT = re.compile('[\x00\ud800-\udfff]')
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def header_text(value: str) -> str:
             value = data.decode('utf-8')
         except UnicodeDecodeError:
             value = data.decode('cp1252', 'replace')
-    return _NOT_TEXT.sub('', value).replace('\ufffd', '').strip()
+    return clean_text(value).replace('\ufffd', '').strip()
 
 
 def error_json(file: str, reason: str) -> dict:

@@ -40,7 +40,6 @@ from .structure import needs_boundary_repair, reparse_with_boundary, sniff_bound
 
 _BODY_TYPES = ('text/plain', 'text/html')
 _META_CHARSET = re.compile(rb'<meta[^>]{0,200}?charset\s*=\s*["\']?\s*([A-Za-z0-9_.:-]{2,40})', re.I)
-_FLOWED_SOFT_BREAK = re.compile(r'(?<! -- ) \n(?!>)')
 
 
 @dataclass(frozen=True)

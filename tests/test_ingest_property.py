@@ -258,6 +258,13 @@ def test_mutated_messages_parse_or_raise_not_a_message_within_the_time_bound(raw
 
 
 @FUZZ
+@example(MIXED.replace(b'3 Jun 2025', b'3 Jqn 2025'))
+@given(mutated_messages())
+def test_mutated_messages_parse_or_raise_not_a_message_within_the_time_bound(raw):
+    parse_within_bound(raw)
+
+
+@FUZZ
 @given(mutated_messages())
 def test_mutated_messages_give_json_without_lone_surrogates(raw):
     try:
