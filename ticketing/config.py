@@ -38,6 +38,14 @@ variables, which win over the file. Every setting has a default that works on a 
     delivery_workers = 1
     ack_per_hour = 10                                 # auto-acknowledgements per recipient per hour
     timezone = "UTC"                                  # for the "On <date>, <name> wrote:" line of replies
+
+    [agents]                                          # Genesys interactions
+    invitation_timeout = 30                           # POSTDESK_INVITATION_TIMEOUT: seconds to accept an offer
+    presence = 60                                     # POSTDESK_AGENT_PRESENCE: an agent not seen for longer
+                                                      # is offered nothing
+    [notifications]                                   # CometD
+    session_ttl = 120                                 # POSTDESK_NOTIFICATION_TTL: a client may reconnect within
+    long_poll = 25                                    # POSTDESK_LONG_POLL: seconds a /meta/connect waits
 """
 from __future__ import annotations
 
@@ -87,6 +95,10 @@ class Config:
     delivery_workers: int = 1
     ack_per_hour: int = 10
     timezone: str = 'UTC'
+    invitation_timeout: float = 30.0
+    agent_presence: float = 60.0
+    notification_session_ttl: float = 120.0
+    long_poll_seconds: float = 25.0
 
     def ticket_url(self, ticket_id: int) -> str:
         return self.ticket_url_template.format(ticket_id=ticket_id)
@@ -120,6 +132,10 @@ _FILE_KEYS = {
     ('outbound', 'delivery_workers'): 'delivery_workers',
     ('outbound', 'ack_per_hour'): 'ack_per_hour',
     ('outbound', 'timezone'): 'timezone',
+    ('agents', 'invitation_timeout'): 'invitation_timeout',
+    ('agents', 'presence'): 'agent_presence',
+    ('notifications', 'session_ttl'): 'notification_session_ttl',
+    ('notifications', 'long_poll'): 'long_poll_seconds',
 }
 _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
@@ -142,6 +158,10 @@ _ENV_KEYS = {
     'POSTDESK_RETRY_MAX': 'retry_max',
     'POSTDESK_MAX_DELIVERY_AGE': 'max_delivery_age',
     'POSTDESK_TIMEZONE': 'timezone',
+    'POSTDESK_INVITATION_TIMEOUT': 'invitation_timeout',
+    'POSTDESK_AGENT_PRESENCE': 'agent_presence',
+    'POSTDESK_NOTIFICATION_TTL': 'notification_session_ttl',
+    'POSTDESK_LONG_POLL': 'long_poll_seconds',
 }
 
 
