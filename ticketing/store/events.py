@@ -9,6 +9,8 @@ the last event it was given; any process can serve it.
 """
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -87,3 +89,17 @@ def purge_sessions(conn: psycopg.Connection, ttl: float) -> int:
     """Sessions not seen within `ttl` seconds are gone (their clients must handshake again)."""
     return conn.execute('DELETE FROM notification_session WHERE last_seen < now() - make_interval(secs => %s)',
                         (ttl,)).rowcount
+
+
+async def ring_on_events(url: str, ring, retry_seconds: float = 2.0) -> None:
+    """LISTEN for committed events for ever and call `ring()` (a coroutine function) on each; a connection that
+    breaks is opened again (waiting connects look at the table every few seconds meanwhile)."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(sql.SQL('LISTEN {}').format(sql.Identifier(EVENT_CHANNEL)))
+                await ring()
+                async for _ in conn.notifies():
+                    await ring()
+        except (psycopg.Error, OSError):
+            await asyncio.sleep(retry_seconds)
