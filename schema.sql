@@ -306,15 +306,88 @@ CREATE INDEX IF NOT EXISTS outbox_ack_recent_idx ON outbox (created_at) WHERE ki
 CREATE INDEX IF NOT EXISTS outbox_failed_idx ON outbox (outbox_id) WHERE state = 'failed';
 CREATE INDEX IF NOT EXISTS outbox_sent_at_idx ON outbox (sent_at) WHERE state = 'sent';
 
+-- Agents' work (Genesys, seeds 001 and 004). A mailbox has a default queue; agents belong to queues and to agent
+-- and place groups, say when they are ready and how many interactions they take at once. An inbound customer
+-- message that needs an answer is a work item: its state, its queue or workbin, the agent it is offered to or
+-- owned by, and the agents who rejected it.
+ALTER TABLE mailbox ADD COLUMN IF NOT EXISTS queue_id integer REFERENCES queue;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS ready boolean NOT NULL DEFAULT false;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS capacity integer NOT NULL DEFAULT 1;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS last_seen timestamptz;
+ALTER TABLE agent ADD COLUMN IF NOT EXISTS last_offered_at timestamptz;
+CREATE TABLE IF NOT EXISTS agent_queue (
+    agent_id integer NOT NULL REFERENCES agent ON DELETE CASCADE,
+    queue_id integer NOT NULL REFERENCES queue ON DELETE CASCADE,
+    PRIMARY KEY (agent_id, queue_id)
+);
+CREATE INDEX IF NOT EXISTS agent_queue_queue_idx ON agent_queue (queue_id);
+CREATE TABLE IF NOT EXISTS agent_group_member (
+    agent_id   integer NOT NULL REFERENCES agent ON DELETE CASCADE,
+    kind       text NOT NULL CHECK (kind IN ('agent', 'place')),
+    group_name text NOT NULL,
+    PRIMARY KEY (agent_id, kind, group_name)
+);
+ALTER TABLE workbin ADD COLUMN IF NOT EXISTS place_group text;
+CREATE UNIQUE INDEX IF NOT EXISTS workbin_agent_group_key ON workbin (name, agent_group) WHERE agent_group IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS workbin_place_group_key ON workbin (name, place_group) WHERE place_group IS NOT NULL;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS state text;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS queue_id integer REFERENCES queue;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS workbin_id integer REFERENCES workbin;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS owner_id integer REFERENCES agent;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS invited_id integer REFERENCES agent;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS invited_at timestamptz;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS rejected_by integer[] NOT NULL DEFAULT '{}';
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS parent_id bigint REFERENCES interaction;
+ALTER TABLE interaction ADD COLUMN IF NOT EXISTS state_changed_at timestamptz;
+CREATE INDEX IF NOT EXISTS interaction_queued_idx ON interaction (queue_id, interaction_id) WHERE state = 'Queued';
+CREATE INDEX IF NOT EXISTS interaction_invited_idx ON interaction (invited_at) WHERE state = 'Invited';
+CREATE INDEX IF NOT EXISTS interaction_owned_idx ON interaction (owner_id) WHERE owner_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS interaction_workbin_idx ON interaction (workbin_id) WHERE workbin_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS interaction_active_work_idx ON interaction (ticket_id)
+    WHERE state IN ('Queued', 'Invited', 'Accepted', 'InWorkbin');
+-- Who owns a work item after the change (the audit shows every hand-over).
+ALTER TABLE status_audit ADD COLUMN IF NOT EXISTS assigned_to text;
+
+-- Events for the agents' clients (CometD, seed 001): written in the same transaction as the change they report;
+-- a NOTIFY only rings the bell. Sessions of CometD clients live here too, so that any serve process can answer
+-- any client, and a client that reconnects gets what it missed, in order.
+CREATE TABLE IF NOT EXISTS event (
+    event_id   bigserial PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    agent_id   integer NOT NULL REFERENCES agent ON DELETE CASCADE,
+    channel    text NOT NULL,
+    data       jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_agent_idx ON event (agent_id, event_id);
+CREATE TABLE IF NOT EXISTS notification_session (
+    client_id     text PRIMARY KEY,
+    agent_id      integer NOT NULL REFERENCES agent ON DELETE CASCADE,
+    subscriptions text[] NOT NULL DEFAULT '{}',
+    last_event    bigint NOT NULL DEFAULT 0,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    last_seen     timestamptz NOT NULL DEFAULT now()
+);
+
+-- The referenceId of workbin requests (seed 004): increasing across every process.
+CREATE SEQUENCE IF NOT EXISTS workbin_request_seq;
+
+-- Every mailbox has a default queue (named after it unless one is set).
+INSERT INTO queue (name) SELECT lower(address) FROM mailbox WHERE queue_id IS NULL ON CONFLICT (name) DO NOTHING;
+UPDATE mailbox m SET queue_id = q.queue_id FROM queue q WHERE m.queue_id IS NULL AND q.name = lower(m.address);
+
 -- The status vocabulary of ticketing/statuses.py (a test keeps the two equal). Dropped and added again, so that an
 -- upgrade applies a changed list to an existing database.
 ALTER TABLE ticket DROP CONSTRAINT IF EXISTS ticket_status_known,
     ADD CONSTRAINT ticket_status_known CHECK (status IN ('Open', 'Closed', 'Waiting for customer', 'Postponed',
                                                       'Deleted'));
 ALTER TABLE interaction DROP CONSTRAINT IF EXISTS interaction_status_known,
-    ADD CONSTRAINT interaction_status_known CHECK (status IN ('Received', 'Unsent', 'Sent', 'Failed'));
+    ADD CONSTRAINT interaction_status_known CHECK (status IN ('Received', 'Draft', 'Unsent', 'Sent', 'Failed',
+                                                             'Cancelled'));
 ALTER TABLE status_audit DROP CONSTRAINT IF EXISTS status_audit_target_known,
-    ADD CONSTRAINT status_audit_target_known CHECK (target IN ('ticket', 'interaction'));
+    ADD CONSTRAINT status_audit_target_known CHECK (target IN ('ticket', 'interaction', 'work'));
+ALTER TABLE interaction DROP CONSTRAINT IF EXISTS interaction_state_known,
+    ADD CONSTRAINT interaction_state_known CHECK (state IN ('Queued', 'Invited', 'Accepted', 'Completed', 'InWorkbin',
+                                                           'Draft', 'Cancelled'));
 
 -- lz4 for the large byte and text columns, where the server was built with it (measured: 2 to 4 times less CPU
 -- than the default pglz). A server without lz4 keeps pglz; nothing else depends on it.

@@ -63,8 +63,9 @@ def check_values(conn: psycopg.Connection, constraint: str) -> set[str]:
     ('raw_message_state_check', statuses.SPOOL_STATES),
     ('outbox_state_check', statuses.OUTBOX_STATES),
     ('quarantine_state_check', statuses.QUARANTINE_STATES),
-    ('status_audit_target_known', (statuses.TICKET_TARGET, statuses.INTERACTION_TARGET)),
+    ('status_audit_target_known', (statuses.TICKET_TARGET, statuses.INTERACTION_TARGET, statuses.WORK_TARGET)),
     ('agent_role_known', statuses.AGENT_ROLES),
+    ('interaction_state_known', statuses.WORK_STATES),
 ])
 def test_schema_checks_hold_the_vocabulary_of_the_statuses_module(conn, constraint, values):
     assert check_values(conn, constraint) == set(values)

@@ -52,6 +52,14 @@ variables, which win over the file. Every setting has a default that works on a 
 
     [logging]
     format = "text"                                   # POSTDESK_LOG_FORMAT, --log-format; "json": JSON Lines
+
+    [agents]                                          # Genesys interactions
+    invitation_timeout = 30                           # POSTDESK_INVITATION_TIMEOUT: seconds to accept an offer
+    presence = 60                                     # POSTDESK_AGENT_PRESENCE: an agent not seen for longer
+                                                      # is offered nothing
+    [notifications]                                   # CometD
+    session_ttl = 120                                 # POSTDESK_NOTIFICATION_TTL: a client may reconnect within
+    long_poll = 25                                    # POSTDESK_LONG_POLL: seconds a /meta/connect waits
 """
 from __future__ import annotations
 
@@ -111,6 +119,10 @@ class Config:
     ack_per_hour: int = 10
     timezone: str = 'UTC'
     log_format: str = 'text'
+    invitation_timeout: float = 30.0
+    agent_presence: float = 60.0
+    notification_session_ttl: float = 120.0
+    long_poll_seconds: float = 25.0
 
     def http_body_limit(self) -> int:
         return self.http_max_body_bytes or 2 * self.max_message_bytes + 65536
@@ -157,6 +169,10 @@ _FILE_KEYS = {
     ('outbound', 'ack_per_hour'): 'ack_per_hour',
     ('outbound', 'timezone'): 'timezone',
     ('logging', 'format'): 'log_format',
+    ('agents', 'invitation_timeout'): 'invitation_timeout',
+    ('agents', 'presence'): 'agent_presence',
+    ('notifications', 'session_ttl'): 'notification_session_ttl',
+    ('notifications', 'long_poll'): 'long_poll_seconds',
 }
 _ENV_KEYS = {
     'DATABASE_URL': 'database_url',
@@ -188,6 +204,10 @@ _ENV_KEYS = {
     'POSTDESK_MAX_DELIVERY_AGE': 'max_delivery_age',
     'POSTDESK_TIMEZONE': 'timezone',
     'POSTDESK_LOG_FORMAT': 'log_format',
+    'POSTDESK_INVITATION_TIMEOUT': 'invitation_timeout',
+    'POSTDESK_AGENT_PRESENCE': 'agent_presence',
+    'POSTDESK_NOTIFICATION_TTL': 'notification_session_ttl',
+    'POSTDESK_LONG_POLL': 'long_poll_seconds',
 }
 
 

@@ -26,6 +26,7 @@ class Mailbox:
     is_default: bool
     catch_all: bool = False
     ack_template: str | None = None
+    queue_id: int | None = None    # the queue its new work goes to (Genesys)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,48 @@ class DueMessage:
     age: float
     kind: str
     message_id: str | None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """An interaction as agents work on it (Genesys, seed 001): its state, where it is, who holds it."""
+    interaction_id: int
+    ticket_id: int
+    mailbox_id: int
+    direction: str
+    state: str
+    queue_id: int | None
+    queue_name: str | None
+    workbin_id: int | None
+    owner_id: int | None
+    invited_id: int | None
+    rejected_by: tuple[int, ...]
+    subject: str
+    from_name: str
+    from_email: str
+    to_addresses: tuple[dict, ...]
+    user_data: dict
+    received_at: datetime.datetime
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class Workbin:
+    """A holding area for interactions: an agent's own (Drafts, InProgress) or a group's."""
+    workbin_id: int
+    name: str
+    agent_id: int | None
+    agent_group: str | None
+    place_group: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A notification for one agent's clients, in the order it was committed."""
+    event_id: int
+    agent_id: int
+    channel: str
+    data: dict
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ TICKET_STATUSES = (OPEN, CLOSED, WAITING_FOR_CUSTOMER, POSTPONED_STATUS, DELETED
 
 # Interaction status.
 RECEIVED, UNSENT, SENT, FAILED = 'Received', 'Unsent', 'Sent', 'Failed'
-INTERACTION_STATUSES = (RECEIVED, UNSENT, SENT, FAILED)
+DRAFT_STATUS, CANCELLED_STATUS = 'Draft', 'Cancelled'         # a reply being written, and one abandoned
+INTERACTION_STATUSES = (RECEIVED, DRAFT_STATUS, UNSENT, SENT, FAILED, CANCELLED_STATUS)
 
 # Interaction types (the Type of a ticket's message).
 CUSTOMER_EMAIL, AUTO_REPLY, BOUNCE_REPORT = 'Customer Email', 'Auto Reply', 'Bounce'
@@ -38,7 +39,7 @@ HELD, RELEASED = 'held', 'released'
 QUARANTINE_STATES = (HELD, RELEASED)
 
 # Audit targets: a change of the ticket's status, or of the interaction's own.
-TICKET_TARGET, INTERACTION_TARGET = 'ticket', 'interaction'
+TICKET_TARGET, INTERACTION_TARGET, WORK_TARGET = 'ticket', 'interaction', 'work'
 SYSTEM_MODIFIER = 'postdesk'
 
 # Agents' roles: an agent works on the tickets of its mailboxes, an admin on all.
@@ -98,7 +99,9 @@ BASE_STATUS_DEFAULTS = {ACTIVE: OPEN, CLOSED_BASE: CLOSED, POSTPONED: POSTPONED_
 ASSIGNED, UNASSIGNED, FIELD_CHANGED = 'Assigned to %s', 'Unassigned', 'Changed %s'
 
 INTERACTION_TRANSITIONS = _table(
-    Transition('queue', frozenset({None}), UNSENT, 'Queued for delivery'),
+    Transition('queue', frozenset({None, DRAFT_STATUS}), UNSENT, 'Queued for delivery'),
+    Transition('draft', frozenset({None}), DRAFT_STATUS, 'Reply started'),
+    Transition('cancel', frozenset({DRAFT_STATUS}), CANCELLED_STATUS, 'Draft cancelled'),
     Transition('deliver', frozenset({UNSENT, FAILED}), SENT, 'Delivered to the relay'),
     Transition('fail', frozenset({UNSENT}), FAILED, 'Delivery failed'),
     Transition('bounce', frozenset({UNSENT, SENT}), FAILED, 'Bounced'),
@@ -156,3 +159,56 @@ def agent_transition(status: str | None, base: str | None, current: str) -> Tran
     if wanted == current or (status is None and base == ACTIVE and current in (OPEN, WAITING_FOR_CUSTOMER)):
         return None
     return transition
+
+
+# --------------------------------------------------------------------------------- agents' work (Genesys)
+# An inbound customer message that needs an answer is a Genesys email interaction (seed 001): offered to one
+# agent, accepted, worked on, handed on or completed. Its `state`, the operation names of seed 001 (and 004's
+# Pull) that change it, who may perform each, and the audit action each records.
+
+QUEUED, INVITED, ACCEPTED, COMPLETED, IN_WORKBIN = 'Queued', 'Invited', 'Accepted', 'Completed', 'InWorkbin'
+DRAFT, CANCELLED = 'Draft', 'Cancelled'
+WORK_STATES = (QUEUED, INVITED, ACCEPTED, COMPLETED, IN_WORKBIN, DRAFT, CANCELLED)
+ACTIVE_WORK_STATES = (QUEUED, INVITED, ACCEPTED, IN_WORKBIN, DRAFT)
+OWNER, INVITEE, SYSTEM, GROUP_MEMBER = 'owner', 'invitee', 'system', 'group member'
+
+
+@dataclass(frozen=True)
+class WorkTransition:
+    """An operation on an interaction: from which states, to which state, who may perform it."""
+    name: str
+    before: frozenset[str]
+    after: str | None               # None: the state stays (the operation changes something else)
+    actor: str
+    action: str
+
+
+WORK_TRANSITIONS = {t.name: t for t in (
+    WorkTransition('Offer', frozenset({QUEUED}), INVITED, SYSTEM, 'Offered to an agent'),
+    WorkTransition('Accept', frozenset({INVITED}), ACCEPTED, INVITEE, 'Accepted'),
+    WorkTransition('Reject', frozenset({INVITED}), QUEUED, INVITEE, 'Rejected'),
+    WorkTransition('Expire', frozenset({INVITED}), QUEUED, SYSTEM, 'Invitation not answered in time'),
+    WorkTransition('Complete', frozenset({ACCEPTED}), COMPLETED, OWNER, 'Completed'),
+    WorkTransition('PlaceInQueue', frozenset({ACCEPTED}), QUEUED, OWNER, 'Placed in queue'),
+    WorkTransition('PlaceInWorkbin', frozenset({ACCEPTED}), IN_WORKBIN, OWNER, 'Placed in workbin'),
+    WorkTransition('Transfer', frozenset({ACCEPTED}), ACCEPTED, OWNER, 'Transferred'),
+    WorkTransition('Pull', frozenset({IN_WORKBIN}), ACCEPTED, GROUP_MEMBER, 'Pulled from workbin'),
+    WorkTransition('UpdateUserData', frozenset({ACCEPTED, DRAFT}), None, OWNER, 'User data updated'),
+    WorkTransition('AttachUserData', frozenset({ACCEPTED, DRAFT}), None, OWNER, 'User data attached'),
+    WorkTransition('DeleteUserData', frozenset({ACCEPTED, DRAFT}), None, OWNER, 'User data deleted'),
+    WorkTransition('Reply', frozenset({ACCEPTED}), None, OWNER, 'Reply started'),
+    WorkTransition('ReplyAll', frozenset({ACCEPTED}), None, OWNER, 'Reply to all started'),
+    WorkTransition('Cancel', frozenset({DRAFT}), CANCELLED, OWNER, 'Draft cancelled'),
+    WorkTransition('Send', frozenset({DRAFT}), COMPLETED, OWNER, 'Draft sent'),
+)}
+
+
+def work_transition(name: str) -> WorkTransition:
+    return WORK_TRANSITIONS[name]
+
+
+def capabilities(state: str | None, roles: frozenset[str]) -> list[str]:
+    """The operations an agent in these roles (owner, invitee, group member) may perform now, in the table's
+    order; what only the system does is never offered."""
+    return [t.name for t in WORK_TRANSITIONS.values()
+            if t.actor != SYSTEM and state in t.before and t.actor in roles]

@@ -18,8 +18,8 @@ from ingest import ParsedMail
 from outbound.refs import bare_subject, title_from_subject
 
 from ..model import DUPLICATE, FOLLOWUP, NEW, QUARANTINED, Outcome, TicketFacts, TicketSummary
-from ..statuses import (AUTO_REPLY, BOUNCE_REPORT, CLOSED, CUSTOMER_EMAIL, RECEIVED, SPOOL_DONE, SPOOL_QUARANTINED,
-                        SYSTEM_MODIFIER, TICKET_TARGET, ticket_transition)
+from ..statuses import (AUTO_REPLY, BOUNCE_REPORT, CLOSED, CUSTOMER_EMAIL, QUEUED, RECEIVED, SPOOL_DONE,
+                        SPOOL_QUARANTINED, SYSTEM_MODIFIER, TICKET_TARGET, ticket_transition)
 from ..store import agents, batches
 from ..store.db import Connection
 from ..store.rows import (AttachmentRow, AuditRow, BlobRow, BounceMark, InteractionRow, QuarantineRow, RawRow, Rows,
@@ -43,6 +43,8 @@ class Knowledge:
     stored_blobs: set[bytes] = field(default_factory=set)
     acks_sent: dict[str, int] = field(default_factory=dict)
     waiting: dict[MessageKey, list[WaitingReply]] = field(default_factory=dict)
+    active_work: set[int] = field(default_factory=set)          # tickets with work the agents have not finished
+    ticket_queues: dict[int, int] = field(default_factory=dict)
 
 
 def ids_to_look_up(parsed: ParsedMail, message_id: str) -> Iterator[str]:
@@ -66,6 +68,7 @@ def learn(conn: Connection, placements: list[Placement]) -> Knowledge:
             ticket_ids.add(found[0])
     ticket_ids.update(learn_waiting(conn, placements, knowledge))
     knowledge.facts, knowledge.summaries = batches.ticket_facts(conn, sorted(ticket_ids))
+    knowledge.active_work, knowledge.ticket_queues = batches.work_of_tickets(conn, sorted(ticket_ids))
     people = senders(placements)
     knowledge.persons = batches.upsert_persons(conn, people)
     digests = sorted({bytes.fromhex(a.sha256) for p in placements for a in p.prepared.parsed.attachments})
@@ -327,7 +330,19 @@ class Planner:
             [normalize_message_id(m) for m in parsed.in_reply_to], [normalize_message_id(m) for m in parsed.references],
             rule, parsed.auto_submitted, jsonb(parsed.bounce.to_json()) if parsed.bounce else None,
             self.knowledge.persons.get(sender.email.lower()) if sender else None, raw_id, len(parsed.attachments),
-            list(parsed.defects))
+            list(parsed.defects), *self.new_work(placement, ticket_id))
+
+    def new_work(self, placement: Placement, ticket_id: int) -> tuple[str | None, int | None]:
+        """(state, queue) of a message: a customer's message on a ticket with no unfinished work is new work in
+        the ticket's queue (its latest work item's, else the mailbox's); anything else is not work of its own."""
+        parsed = placement.prepared.parsed
+        if interaction_type(parsed) != CUSTOMER_EMAIL or ticket_id in self.knowledge.active_work:
+            return None, None
+        queue_id = self.knowledge.ticket_queues.get(ticket_id) or placement.mailbox.queue_id
+        if queue_id is None:
+            return None, None
+        self.knowledge.active_work.add(ticket_id)
+        return QUEUED, queue_id
 
     def add_attachment_rows(self, parsed: ParsedMail, interaction_id: int) -> None:
         rows = self.plan.rows

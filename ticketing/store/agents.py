@@ -107,3 +107,10 @@ def pick_round_robin(conn: psycopg.Connection, mailbox_id: int) -> Agent | None:
         'WHERE a.active ORDER BY (SELECT count(*) FROM ticket t WHERE t.owned_by = a.agent_id '
         '                          AND t.base_status = %s), a.agent_id LIMIT 1', (mailbox_id, ACTIVE)).fetchone()
     return _agent(row) if row else None
+
+
+def agent_by_login_or_id(conn: psycopg.Connection, identifier: str) -> Agent | None:
+    """The agent with this login, or this numeric id (Genesys' userId)."""
+    row = conn.execute(_AGENT + 'FROM agent a WHERE a.login = %s OR a.agent_id::text = %s ORDER BY (a.login = %s) '
+                       'DESC LIMIT 1', (identifier, identifier, identifier)).fetchone()
+    return _agent(row) if row else None

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from ..model import TicketFacts, TicketSummary
 from ..threads import WaitingReply
-from ..statuses import OPEN, SYSTEM_MODIFIER, WAITING_FOR_CUSTOMER, ticket_transition
+from ..statuses import ACTIVE_WORK_STATES, OPEN, QUEUED, SYSTEM_MODIFIER, WAITING_FOR_CUSTOMER, ticket_transition
 from . import events, spool
 from .interactions import mark_bounced_replies
 from .quarantine import insert_quarantine
@@ -98,6 +98,19 @@ def ticket_participants(conn: psycopg.Connection, ticket_ids: list[int]) -> dict
     return found
 
 
+def work_of_tickets(conn: psycopg.Connection, ticket_ids: list[int]) -> tuple[set[int], dict[int, int]]:
+    """The tickets that have active work (queued, offered, owned, in a workbin), and each ticket's queue: that of
+    its latest work item."""
+    if not ticket_ids:
+        return set(), {}
+    rows = conn.execute(sql.SQL(
+        'SELECT ticket_id, bool_or(state IN ({active})), '
+        '       (array_agg(queue_id ORDER BY interaction_id DESC) FILTER (WHERE queue_id IS NOT NULL))[1] '
+        'FROM interaction WHERE ticket_id = ANY(%s) AND state IS NOT NULL GROUP BY ticket_id').format(
+        active=sql.SQL(', ').join(map(sql.Literal, ACTIVE_WORK_STATES))), (ticket_ids,)).fetchall()
+    return {tid for tid, active, _ in rows if active}, {tid: queue for tid, _, queue in rows if queue is not None}
+
+
 def upsert_persons(conn: psycopg.Connection, people: dict[str, str]) -> dict[str, int]:
     """lower(email) -> person_id, creating the persons that do not exist yet (people: lower email -> name)."""
     if not people:
@@ -158,6 +171,8 @@ def write_rows(conn: psycopg.Connection, rows: Rows, bulk: bool) -> None:
     write(conn, 'outbox', OutboxRow, rows.outbox)
     if rows.outbox:
         events.notify(conn, events.OUTBOX_CHANNEL, 'intake')
+    if any(row.state == QUEUED for row in rows.interactions):
+        events.notify(conn, events.WORK_CHANNEL, 'intake')
     mark_bounced_replies(conn, rows.bounced)
     write_waits(conn, rows)
     merge_tickets(conn, rows.merges)

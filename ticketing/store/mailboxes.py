@@ -1,5 +1,6 @@
-"""Mailboxes (SuperOffice MailboxId, seed 003): reading, adding, acknowledgement templates, and the version that
-tells a long-running worker its copy is stale (bumped by a trigger on every change, see schema.sql).
+"""Mailboxes (SuperOffice MailboxId, seed 003): reading, adding (with a default queue named after the mailbox,
+for its new work), acknowledgement templates, and the version that tells a long-running worker its copy is
+stale (bumped by a trigger on every change, see schema.sql).
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import psycopg
 
 from ..model import Mailbox
 
-_COLUMNS = 'mailbox_id, address, name, category, priority, follow_up, is_default, catch_all, ack_template'
+_COLUMNS = ('mailbox_id, address, name, category, priority, follow_up, is_default, catch_all, ack_template, '
+            'queue_id')
 _SELECT = 'SELECT %s FROM mailbox ORDER BY mailbox_id' % _COLUMNS
 _VERSION = "SELECT value FROM postdesk_meta WHERE key = 'mailboxes_changed'"
 
@@ -33,10 +35,11 @@ def add_mailbox(conn: psycopg.Connection, address: str, name: str, category: str
     with conn.transaction():
         if is_default:
             conn.execute('UPDATE mailbox SET is_default = false WHERE is_default')
+        conn.execute('INSERT INTO queue (name) VALUES (lower(%s)) ON CONFLICT (name) DO NOTHING', (address,))
         row = conn.execute(
-            'INSERT INTO mailbox (address, name, category, priority, follow_up, is_default, catch_all) '
-            'VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING ' + _COLUMNS,
-            (address, name, category, priority, follow_up, is_default, catch_all)).fetchone()
+            'INSERT INTO mailbox (address, name, category, priority, follow_up, is_default, catch_all, queue_id) '
+            'VALUES (%s, %s, %s, %s, %s, %s, %s, (SELECT queue_id FROM queue WHERE name = lower(%s))) RETURNING '
+            + _COLUMNS, (address, name, category, priority, follow_up, is_default, catch_all, address)).fetchone()
     return Mailbox(*row)
 
 

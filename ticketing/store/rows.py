@@ -70,6 +70,8 @@ class InteractionRow(NamedTuple):
     raw_id: int
     num_attachments: int
     defects: list[str]
+    state: str | None                  # Queued when it is new work for the agents (Genesys), else None
+    queue_id: int | None
 
 
 class OutboundRow(NamedTuple):

@@ -1,0 +1,51 @@
+"""The offering worker of a `postdesk serve` process: it offers queued interactions to ready agents and takes
+back invitations nobody answered in time. It wakes on NOTIFY (work queued, an agent ready, an interaction handed
+back) and every second for the timeouts; several processes on one database offer side by side (see
+`ticketing.operations.offering`). A database that goes away is retried with a pause.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from ..config import Config
+from ..operations.offering import OfferSettings, offer_work
+from ..store import events
+from ..store.db import Connection, DatabaseUnavailable, OperationalError, connect, first_line, resolve_database_url
+
+log = logging.getLogger('postdesk.offers')
+POLL_SECONDS = 1.0
+RETRY_SECONDS = 2.0
+
+
+def settings_of(config: Config) -> OfferSettings:
+    return OfferSettings(invitation_timeout=float(config.invitation_timeout),
+                         presence=float(config.agent_presence))
+
+
+def offer_until_stopped(conn: Connection, settings: OfferSettings, stop) -> None:
+    events.listen(conn, events.WORK_CHANNEL)
+    while not stop.is_set():
+        if offer_work(conn, settings):
+            continue                      # more may be waiting: offer again before sleeping
+        for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
+            pass
+
+
+def run_offers(config: Config, stop_event, grace: float = 0.0) -> None:
+    """The worker process: offer work until `stop_event` (shared with the serving process) is set."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    settings = settings_of(config)
+    url = resolve_database_url(config.database_url, config.embedded_data)
+    while not stop_event.is_set():
+        try:
+            with connect(url, autocommit=True) as conn:
+                offer_until_stopped(conn, settings, stop_event)
+        except (OperationalError, DatabaseUnavailable) as exc:
+            log.warning('database unavailable (%s); retrying in %.0f s', first_line(exc), RETRY_SECONDS)
+            time.sleep(RETRY_SECONDS)
+        except Exception:            # the work is in the database: log, pause, offer again
+            log.exception('offering worker error; retrying in %.0f s', RETRY_SECONDS)
+            time.sleep(RETRY_SECONDS)
