@@ -60,7 +60,8 @@ def draft_for(ticket: TicketForReply, question: Question | None, answer: Answer,
     domain = mail_domain(ticket.mailbox_address)
     return ReplyDraft(
         ticket_id=ticket.ticket_id, interaction_id=interaction_id,
-        subject=question.subject if question is not None and question.subject_bare else ticket.title,
+        subject=answer.subject or (question.subject if question is not None and question.subject_bare
+                                   else ticket.title),
         body_html=answer.body_html, sender=Party(ticket.mailbox_name, ticket.mailbox_address),
         to=recipients_or_customer(answer.dest_email, ticket),
         message_id=new_message_id(ticket.ticket_id, interaction_id, domain),

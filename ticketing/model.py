@@ -157,6 +157,8 @@ class Answer:
     note: str = ''
     agent: str = 'postdesk'                   # who sends it (agent login or name), for the audit
     in_response_to: int | None = None         # the interaction answered; default: the latest customer message
+    subject: str | None = None                # the subject to answer under; default: the question's
+    draft_id: int | None = None               # the draft reply (Genesys Reply) this sends, when there is one
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ process exits 0. The processes share their metrics through files in a directory 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -27,6 +29,7 @@ from .mail.listener import (IntakeHandler, LmtpSession, Recipients, SmtpSession,
                             parse_listen, session_factory)
 from .mail.spool import SpoolWriter
 from .mail.worker import run_worker
+from .offers.worker import run_offers
 from .outbox.worker import run_delivery_process
 from .store.db import open_database, resolve_database_url
 from .store.spool import SpoolUnavailable
@@ -50,8 +53,9 @@ _CONTEXT = multiprocessing.get_context('fork')
 
 @dataclass
 class Workers:
-    """The worker processes beside the listeners: intake workers (the spool into tickets) and, when a relay is
-    configured, one delivery process (the outbox to the relay). Each is started again if it dies."""
+    """The worker processes beside the listeners: intake workers (the spool into tickets), one delivery process
+    (the outbox to the relay) when a relay is configured, and one offering process (queued interactions to ready
+    agents) when the HTTP API is on. Each is started again if it dies."""
     config: Config
     stop: object
     kinds: list[str]
@@ -59,16 +63,31 @@ class Workers:
 
     def start(self, number: int) -> multiprocessing.Process:
         kind = self.kinds[number]
-        target = run_worker if kind == 'intake' else run_delivery_process
-        process = _CONTEXT.Process(target=target, args=(self.config, self.stop, self.config.shutdown_grace),
+        target = {'intake': run_worker, 'delivery': run_delivery_process, 'offers': run_offers}[kind]
+        process = _CONTEXT.Process(target=run_child, args=(target, self.config, self.stop, self.config.shutdown_grace),
                                    daemon=False, name='postdesk-%s-%d' % (kind, number))
         process.start()
         return process
 
 
-def start_workers(config: Config, intake: int) -> Workers:
-    """Forked before the event loop starts (they share nothing with it)."""
-    kinds = ['intake'] * intake + (['delivery'] if config.relay_host else [])
+PR_SET_PDEATHSIG = 1
+
+
+def run_child(target, *args) -> None:
+    """A worker process: it is sent SIGTERM when the serving process dies (even by SIGKILL), so that no worker
+    outlives the `postdesk serve` it belongs to; then it runs its target."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True).prctl(PR_SET_PDEATHSIG,
+                                                                                      signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.debug('prctl is not available: a worker may outlive its serving process')
+    target(*args)
+
+
+def start_workers(config: Config, intake: int, offers: bool = False) -> Workers:
+    """Forked before the event loop starts (they share nothing with it). With the HTTP API, where agents work,
+    an offering worker offers queued interactions to them."""
+    kinds = ['intake'] * intake + (['delivery'] if config.relay_host else []) + (['offers'] if offers else [])
     workers = Workers(config, _CONTEXT.Event(), kinds, [])
     workers.processes = [workers.start(number) for number in range(len(kinds))]
     if config.relay_host:
@@ -106,7 +125,7 @@ def serve(config: Config, smtp: str | None, lmtp: str | None, workers: int, http
     open_database(url, config.embedded_data).close()          # the schema, before anyone writes
     config = _with_url(config, url)
     shared = share_metrics()
-    running = start_workers(config, workers)
+    running = start_workers(config, workers, offers=bool(http))
     try:
         asyncio.run(_serve(config, smtp, lmtp, running, http))
     finally:

@@ -59,6 +59,7 @@ class ApiState:
     throttle: object = None
     agent_cache: object = None
     mail_intake: object = None
+    bayeux: object = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -267,14 +268,19 @@ def openapi_document(app: FastAPI) -> dict:
 
 
 def create_app(state: ApiState) -> FastAPI:
-    from . import iservice, metrics, superoffice
+    from . import genesys, iservice, metrics, notifications, superoffice
     from .auth import AgentCache, Throttle
+    from .cometd import Bayeux, BayeuxSettings, Bell
     from .mail_intake import MailIntake
+    from .notifications import pool_runner
     state.throttle = state.throttle or Throttle()
     state.agent_cache = state.agent_cache or AgentCache()
     state.mail_intake = state.mail_intake or MailIntake(state.pools, state.config)
+    state.bayeux = state.bayeux or Bayeux(pool_runner(state.pools), Bell(), BayeuxSettings(
+        state.config.long_poll_seconds, state.config.notification_session_ttl))
     app = FastAPI(title='postdesk', version='1', docs_url=None, redoc_url=None, openapi_url='/openapi.json',
-                  description='SuperOffice tickets and mail, iService replies, for postdesk agents.')
+                  description='SuperOffice tickets and mail, iService replies, Genesys interactions and workbins, '
+                              'CometD notifications, for postdesk agents.')
     app.state.api = state
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
@@ -282,7 +288,7 @@ def create_app(state: ApiState) -> FastAPI:
     for kind in (DatabaseBusy, DatabaseUnavailable, OperationalError):
         app.add_exception_handler(kind, on_database_down)
     app.add_exception_handler(Exception, on_defect)
-    for module in (metrics, superoffice, iservice):
+    for module in (metrics, superoffice, iservice, genesys, notifications):
         app.include_router(module.router)
     app.add_middleware(Guard, max_body=state.config.http_body_limit())
     app.openapi = lambda: openapi_document(app)

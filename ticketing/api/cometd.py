@@ -85,6 +85,12 @@ class Bayeux:
     def __init__(self, run: Run, bell: Bell, settings: BayeuxSettings):
         self.run, self.bell, self.settings = run, bell, settings
         self.first_connects: set[str] = set()
+        self.closing = False
+
+    async def close(self) -> None:
+        """The server is stopping: connects waiting now answer at once (their clients reconnect elsewhere)."""
+        self.closing = True
+        await self.bell.ring()
 
     def advice(self, reconnect: str = 'retry', timeout: float | None = None) -> dict:
         return {'reconnect': reconnect, 'interval': 0,
@@ -141,31 +147,31 @@ class Bayeux:
         current = set(session[1])
         current = current | set(named) if subscribe else current - set(named)
         await self.run(lambda conn: events.set_subscriptions(conn, message['clientId'], sorted(current)))
+        await self.bell.ring()              # a connect waiting in this process looks again, with the new channels
         return reply(message, subscription=message.get('subscription'))
 
     async def connect(self, agent: Agent, message: dict, session) -> list[dict]:
         client_id = message['clientId']
         first = client_id in self.first_connects
         self.first_connects.discard(client_id)
-        found = await self.wait_for_events(agent, client_id, session, 0 if first else self.settings.long_poll)
+        found = await self.wait_for_events(agent, client_id, 0 if first else self.settings.long_poll)
         delivered = [{'channel': e.channel, 'data': e.data, 'id': str(e.event_id)} for e in found]
         return delivered + [reply(message, advice=self.advice())]
 
-    async def wait_for_events(self, agent: Agent, client_id: str, session, wait: float) -> list:
-        _, subscriptions, after = session
+    async def wait_for_events(self, agent: Agent, client_id: str, wait: float) -> list:
         deadline = time.monotonic() + wait
         while True:
-            found = await self.run(lambda conn: self.take_events(conn, agent, client_id, subscriptions, after))
+            found = await self.run(lambda conn: self.take_events(conn, agent, client_id))
             remaining = deadline - time.monotonic()
-            if found or remaining <= 0:
+            if found or remaining <= 0 or self.closing:
                 return found
             await self.bell.wait(min(remaining, RECHECK_SECONDS))
 
     @staticmethod
-    def take_events(conn, agent: Agent, client_id: str, subscriptions: list[str], after: int) -> list:
+    def take_events(conn, agent: Agent, client_id: str) -> list:
         """The events after the session's last, which the session has now been given (and the agent is seen)."""
         work.mark_seen(conn, agent.agent_id)
-        found = events.events_after(conn, agent.agent_id, after, subscriptions) if subscriptions else []
+        found = events.events_for_session(conn, client_id)
         if found:
             events.advance_session(conn, client_id, found[-1].event_id)
         return found

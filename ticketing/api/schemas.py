@@ -149,3 +149,19 @@ class IServiceResponse(BaseModel):
     row: dict | None
     details: dict | None
     response: dict | None
+
+
+class GenesysOperation(Open):
+    """An operation of seed 001 or 004: its name, and the fields it takes (queueName, userData, workbin, userId,
+    id...)."""
+    operationName: str = ''
+
+
+class InteractionUpdate(Open):
+    """PUT on an interaction: user data to merge, and the subject of a draft reply."""
+    userData: dict | None = None
+    subject: str | None = None
+
+
+class GenesysBody(Open):
+    """The seed's success and failure bodies (status / errorDescription, or statusCode / statusMessage)."""

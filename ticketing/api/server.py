@@ -41,8 +41,10 @@ class ApiServer:
     listeners: list[asyncio.Task]
 
     async def stop(self) -> None:
-        """Stop accepting; requests in flight finish within the grace period (uvicorn's graceful shutdown)."""
+        """Stop accepting; requests in flight finish within the grace period (uvicorn's graceful shutdown), and
+        long polls answer at once."""
         self.server.should_exit = True
+        await self.server.config.app.state.api.bayeux.close()
         try:
             await self.task
         finally:
@@ -84,9 +86,11 @@ async def start_api(config: Config, host: str, port: int) -> ApiServer:
     pools = Pools(config.database_url, config.http_pool_size, config.database_timeout)
     await pools.open()
     app = create_app(ApiState(config, pools, await asyncio.to_thread(token_key, config)))
-    cache = app.state.api.agent_cache
+    cache, bell = app.state.api.agent_cache, app.state.api.bayeux.bell
     listeners = [asyncio.create_task(events.listen_forever(config.database_url, events.AGENTS_CHANNEL, cache.changed,
-                                                           cache.lost))]
+                                                           cache.lost)),
+                 asyncio.create_task(events.listen_forever(config.database_url, events.EVENT_CHANNEL, bell.ring,
+                                                           bell.ring))]
     server = EmbeddedServer(uvicorn_config(app, config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(STARTUP_SECONDS * 20):

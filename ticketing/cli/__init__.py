@@ -9,10 +9,10 @@ import argparse
 import logging
 import sys
 
-from . import agents, mailboxes, outbox, parse, quarantine, replay, replies, serve, status, tickets
+from . import agents, mailboxes, outbox, parse, quarantine, replay, replies, serve, status, tickets, work
 from .command import EXIT_INCOMPLETE, EXIT_TEMPFAIL, EXIT_USAGE, UsageError
 
-FAMILIES = (parse, mailboxes, replay, tickets, serve, replies, outbox, quarantine, status, agents)
+FAMILIES = (parse, mailboxes, replay, tickets, serve, replies, outbox, quarantine, status, agents, work)
 
 
 def main(argv: list[str] | None = None) -> int:

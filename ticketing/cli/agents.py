@@ -18,6 +18,12 @@ def add_parsers(commands) -> None:
     add.add_argument('--role', choices=('agent', 'admin'), default='agent',
                      help="an agent works on its mailboxes' tickets, an admin on all")
     add.add_argument('--mailbox', action='append', default=[], metavar='ADDRESS', help='repeatable')
+    add.add_argument('--queue', action='append', default=[], metavar='NAME',
+                     help='a queue it is offered work from (postdesk queue add); repeatable')
+    add.add_argument('--capacity', type=int, default=1, help='interactions it takes at once (default 1)')
+    add.add_argument('--agent-group', action='append', default=[], metavar='GROUP',
+                     help="whose shared workbins it sees; repeatable")
+    add.add_argument('--place-group', action='append', default=[], metavar='GROUP', help='repeatable')
     add.add_argument('--json', action='store_true')
     add.set_defaults(handler=run_agent_add)
     listing = agent.add_parser('list', help='list agents')
@@ -33,13 +39,15 @@ def add_parsers(commands) -> None:
 
 def run_agent_add(args) -> int:
     from ..formats.operator import new_agent_json
-    from ..operations.agents import AgentExists, BadAgent, NewAgent, UnknownMailbox, add_agent, server_key
+    from ..operations.agents import (AgentExists, BadAgent, NewAgent, UnknownMailbox, UnknownQueue, add_agent,
+                                     server_key)
     config = config_of(args)
     conn = database(config)
-    request = NewAgent(args.login, args.name, args.email, args.role, tuple(args.mailbox))
+    request = NewAgent(args.login, args.name, args.email, args.role, tuple(args.mailbox), tuple(args.queue),
+                       args.capacity, tuple(args.agent_group), tuple(args.place_group))
     try:
         agent, token = add_agent(conn, request, server_key(conn, config.api_token_key))
-    except (AgentExists, BadAgent, UnknownMailbox) as exc:
+    except (AgentExists, BadAgent, UnknownMailbox, UnknownQueue) as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
         write_json(new_agent_json(agent, token))

@@ -18,7 +18,7 @@ import argon2
 
 from ..model import Agent
 from ..statuses import AGENT_ROLES
-from ..store import agents
+from ..store import agents, queues
 from ..store.agents import AgentExists
 from ..store.db import Connection
 from .mailboxes import UnknownMailbox, find_mailbox
@@ -29,6 +29,10 @@ _HASHER = argon2.PasswordHasher()
 
 class UnknownAgent(LookupError):
     """No agent has that login."""
+
+
+class UnknownQueue(LookupError):
+    """No queue has that name."""
 
 
 class BadAgent(ValueError):
@@ -42,6 +46,10 @@ class NewAgent:
     email: str | None = None
     role: str = 'agent'
     mailboxes: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()              # the queues it is offered work from (Genesys)
+    capacity: int = 1                         # interactions offered to or owned by it at once
+    agent_groups: tuple[str, ...] = ()        # whose shared workbins it sees
+    place_groups: tuple[str, ...] = ()
 
 
 def new_token() -> str:
@@ -77,11 +85,34 @@ def add_agent(conn: Connection, request: NewAgent, key: str) -> tuple[Agent, str
         raise BadAgent('role must be one of %s, not %r' % (', '.join(AGENT_ROLES), request.role))
     if not request.login.strip():
         raise BadAgent('an agent needs a login')
+    if request.capacity < 0:
+        raise BadAgent('capacity must be 0 or more, not %d' % request.capacity)
     mailbox_ids = [find_mailbox(conn, address).mailbox_id for address in request.mailboxes]
+    queue_ids = [queue_named(conn, name) for name in request.queues]
     token = new_token()
-    agent = agents.insert_agent(conn, request.login.strip(), request.full_name, request.email or None,
-                                request.role, token_hash(key, token), mailbox_ids)
+    with conn.transaction():
+        agent = agents.insert_agent(conn, request.login.strip(), request.full_name, request.email or None,
+                                    request.role, token_hash(key, token), mailbox_ids)
+        set_up_work(conn, agent.agent_id, request, queue_ids)
     return agent, token
+
+
+def queue_named(conn: Connection, name: str) -> int:
+    queue_id = queues.queue_id_named(conn, name)
+    if queue_id is None:
+        raise UnknownQueue('no queue %s (add it with `postdesk queue add %s`)' % (name, name))
+    return queue_id
+
+
+def set_up_work(conn: Connection, agent_id: int, request: NewAgent, queue_ids: list[int]) -> None:
+    """The agent's queues, groups, capacity and own workbins (Drafts, InProgress)."""
+    agents.set_capacity(conn, agent_id, request.capacity)
+    for queue_id in queue_ids:
+        queues.join_queue(conn, agent_id, queue_id)
+    for kind, groups in (('agent', request.agent_groups), ('place', request.place_groups)):
+        for group in groups:
+            queues.join_group(conn, agent_id, kind, group)
+    queues.ensure_agent_workbins(conn, agent_id)
 
 
 def replace_token(conn: Connection, login: str, key: str) -> str:
@@ -107,6 +138,6 @@ def list_agents(conn: Connection) -> list[Agent]:
     return agents.list_agents(conn)
 
 
-__all__ = ['AgentExists', 'BadAgent', 'NewAgent', 'UnknownAgent', 'UnknownMailbox', 'add_agent', 'disable_agent',
+__all__ = ['AgentExists', 'BadAgent', 'NewAgent', 'UnknownAgent', 'UnknownMailbox', 'UnknownQueue', 'add_agent', 'disable_agent',
            'hash_password', 'list_agents', 'password_matches', 'replace_token', 'server_key', 'set_password',
            'token_hash']

@@ -83,6 +83,21 @@ def all_interactions(conn: Connection, agent: Agent) -> list[dict]:
             for item in work.work_items(conn, ACTIVE_WORK_STATES) if agent.may_see(item.mailbox_id)]
 
 
+def update_interaction(conn: Connection, agent: Agent, interaction_id: int, user_data, subject) -> dict:
+    """PUT on an interaction: its user data (merged, as UpdateUserData) and, for a draft, its subject."""
+    with conn.transaction():
+        work.mark_seen(conn, agent.agent_id)
+        item = visible_item(conn, agent, interaction_id)
+        change = Change()
+        if user_data is not None:
+            change = change_user_data(conn, agent, item, 'UpdateUserData', user_data)
+        if subject is not None:
+            item = work.work_item(conn, interaction_id, lock=True)
+            change.events.extend(reply_drafts.change_subject(conn, agent, item, subject).events)
+        commit_change(conn, change)
+    return {'statusCode': 0}
+
+
 def interaction_view(conn: Connection, agent: Agent, interaction_id: int) -> dict:
     item = visible_item(conn, agent, interaction_id, lock=False)
     return interaction_json(item, roles_of(conn, item, agent.agent_id))

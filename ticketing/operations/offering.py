@@ -49,14 +49,15 @@ def expire_invitations(conn: Connection, settings: OfferSettings) -> int:
 def offer_to(conn: Connection, agent_id: int, settings: OfferSettings) -> int:
     """Offer queued interactions to one agent, up to its spare capacity; how many were offered."""
     with conn.transaction():
-        spare = work.lock_ready_agent(conn, agent_id, settings.presence)
+        found = work.lock_ready_agent(conn, agent_id, settings.presence)
+        spare, login = found if found is not None else (0, None)
         change = Change()
         offered = 0
-        while spare is not None and offered < spare:
+        while offered < spare:
             item = work.next_queued_for(conn, agent_id, settings.presence)
             if item is None:
                 break
-            work.change_work(conn, item, WORK_TRANSITIONS['Offer'], SYSTEM_MODIFIER, None, invited_id=agent_id,
+            work.change_work(conn, item, WORK_TRANSITIONS['Offer'], SYSTEM_MODIFIER, login, invited_id=agent_id,
                              invited_at=work.NOW)
             tell(conn, change, item.interaction_id, agent_id, NEW_INTERACTION)
             offered += 1

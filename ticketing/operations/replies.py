@@ -18,10 +18,10 @@ from dataclasses import replace
 from outbound.compose import ComposeError, compose_reply
 
 from ..drafts import ReplyError, display_zone, draft_for
-from ..model import Agent, Answer, AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply
-from ..statuses import (AGENT_EMAIL, DELETED, INTERACTION_TARGET, TICKET_TARGET, interaction_transition,
-                        reply_transition)
-from ..store import interactions, ticket_edits, tickets
+from ..model import Agent, Answer, AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply, WorkItem
+from ..statuses import (AGENT_EMAIL, DELETED, DRAFT, DRAFT_STATUS, INTERACTION_TARGET, TICKET_TARGET,
+                        WORK_TRANSITIONS, interaction_transition, reply_transition)
+from ..store import interactions, ticket_edits, tickets, work
 from ..store.db import Connection
 from ..store.outbox import REPLY_KIND
 from ..store.rows import outbound_row, outbox_row
@@ -34,7 +34,7 @@ def send_reply(conn: Connection, answer: Answer, timezone: str = 'UTC') -> dict:
     with conn.transaction():
         ticket = lock_ticket(conn, answer.ticket_id)
         question = find_question(conn, ticket.ticket_id, answer.in_response_to)
-        interaction_id = interactions.next_interaction_id(conn)
+        interaction_id = answer.draft_id or interactions.next_interaction_id(conn)
         draft = draft_for(ticket, question, answer, interaction_id, display_zone(timezone))
         try:
             composed = compose_reply(draft)
@@ -61,8 +61,23 @@ def reply_to_interaction(conn: Connection, agent: Agent, interaction_id: int, an
             raise UnknownInteraction('no interaction %d' % interaction_id)
         if thread_properties is not None:
             ticket_edits.keep_thread_properties(conn, found[0], thread_properties)
-        return send_reply(conn, replace(answer, ticket_id=found[0], in_response_to=interaction_id,
-                                        agent=agent.login), timezone)
+        answer = replace(answer, ticket_id=found[0], in_response_to=interaction_id, agent=agent.login)
+        draft = work.work_item(conn, interaction_id, lock=True)
+        if draft is not None and draft.state == DRAFT:
+            answer = sending_draft(conn, agent, draft, answer)
+        return send_reply(conn, answer, timezone)
+
+
+def sending_draft(conn: Connection, agent: Agent, draft: WorkItem, answer: Answer) -> Answer:
+    """A draft reply (Genesys Reply/ReplyAll) is sent as itself: it answers what it was started on, under its
+    own subject, to its own recipients unless others are given, and its work ends (Completed). Only the agent who
+    owns it may send it."""
+    if draft.owner_id != agent.agent_id:
+        raise ReplyError('draft %d is not yours' % draft.interaction_id)
+    work.change_work(conn, draft, WORK_TRANSITIONS['Send'], agent.login, None, owner_id=None, workbin_id=None)
+    recipients = answer.dest_email or tuple(a['email'] for a in draft.to_addresses if a.get('email'))
+    return replace(answer, in_response_to=draft.parent_id, subject=draft.subject, draft_id=draft.interaction_id,
+                   dest_email=recipients)
 
 
 def lock_ticket(conn: Connection, ticket_id: int) -> TicketForReply:
@@ -92,9 +107,10 @@ def store_reply(conn: Connection, ticket: TicketForReply, question: Question | N
     created_at = interactions.insert_outbound(
         conn, outbound_row(ticket.mailbox_id, AGENT_EMAIL, REPLY_KIND, draft, composed, queued.after,
                            note=answer.note, user_data=user_data),
-        draft.attachments, outbox_row(ticket.mailbox_id, REPLY_KIND, draft, composed))
-    interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, queued.action, answer.agent, None,
-                           queued.after, target=INTERACTION_TARGET)
+        draft.attachments, outbox_row(ticket.mailbox_id, REPLY_KIND, draft, composed),
+        replaces_draft=answer.draft_id is not None)
+    interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, queued.action, answer.agent,
+                           DRAFT_STATUS if answer.draft_id else None, queued.after, target=INTERACTION_TARGET)
     change = reply_transition(answer.leave_open, answer.expect_reply)
     tickets.record_reply(conn, ticket.ticket_id, change)
     interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, change.action, answer.agent, ticket.status,

@@ -9,9 +9,10 @@ import email.utils
 from outbound.compose import ComposeError, compose_reply
 
 from ..drafts import ReplyError, display_zone, draft_for
-from ..formats.genesys import NEW_INTERACTION, STATUS_CHANGE
+from ..formats.genesys import NEW_INTERACTION, PROPERTIES_UPDATED, STATUS_CHANGE
 from ..model import Agent, Answer, WorkItem
-from ..statuses import AGENT_EMAIL, CANCELLED_STATUS, DRAFT_STATUS, INTERACTION_TARGET, interaction_transition
+from ..statuses import (AGENT_EMAIL, CANCELLED_STATUS, DRAFT, DRAFT_STATUS, INTERACTION_TARGET,
+                        interaction_transition)
 from ..store import interactions, queues, tickets, work
 from ..store.db import Connection
 from ..store.outbox import REPLY_KIND
@@ -52,6 +53,22 @@ def start_reply(conn: Connection, agent: Agent, item: WorkItem, reply_all: bool,
     work.change_work(conn, item, transition, agent.login, agent.login)
     change = Change(result={'id': str(draft_id)})
     tell(conn, change, draft_id, agent.agent_id, NEW_INTERACTION)
+    return change
+
+
+MAX_SUBJECT = 998
+
+
+def change_subject(conn: Connection, agent: Agent, item: WorkItem, subject) -> Change:
+    """A draft's subject, as the agent edits it before sending."""
+    transition = checked(conn, agent, item, 'UpdateUserData')
+    if item.state != DRAFT:
+        raise WorkError('only a draft reply has a subject to change')
+    if not isinstance(subject, str) or len(subject) > MAX_SUBJECT:
+        raise WorkError('subject must be text of at most %d characters' % MAX_SUBJECT, 400)
+    work.change_work(conn, item, transition, agent.login, agent.login, subject=' '.join(subject.split()))
+    change = Change()
+    tell(conn, change, item.interaction_id, agent.agent_id, PROPERTIES_UPDATED)
     return change
 
 

@@ -114,3 +114,7 @@ def agent_by_login_or_id(conn: psycopg.Connection, identifier: str) -> Agent | N
     row = conn.execute(_AGENT + 'FROM agent a WHERE a.login = %s OR a.agent_id::text = %s ORDER BY (a.login = %s) '
                        'DESC LIMIT 1', (identifier, identifier, identifier)).fetchone()
     return _agent(row) if row else None
+
+
+def set_capacity(conn: psycopg.Connection, agent_id: int, capacity: int) -> None:
+    conn.execute('UPDATE agent SET capacity = %s WHERE agent_id = %s', (capacity, agent_id))

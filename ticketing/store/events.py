@@ -64,11 +64,12 @@ def last_event_id(conn: psycopg.Connection) -> int:
     return conn.execute('SELECT coalesce(max(event_id), 0) FROM event').fetchone()[0]
 
 
-def events_after(conn: psycopg.Connection, agent_id: int, after: int, channels: list[str],
-                 limit: int = 500) -> list[Event]:
-    rows = conn.execute('SELECT event_id, agent_id, channel, data FROM event WHERE agent_id = %s AND event_id > %s '
-                        'AND channel = ANY(%s) ORDER BY event_id LIMIT %s',
-                        (agent_id, after, channels, limit)).fetchall()
+def events_for_session(conn: psycopg.Connection, client_id: str, limit: int = 500) -> list[Event]:
+    """The events of the session's agent on the channels it subscribes to now, after the last it was given."""
+    rows = conn.execute('SELECT e.event_id, e.agent_id, e.channel, e.data FROM notification_session s '
+                        'JOIN event e ON e.agent_id = s.agent_id AND e.event_id > s.last_event '
+                        'AND e.channel = ANY(s.subscriptions) WHERE s.client_id = %s ORDER BY e.event_id LIMIT %s',
+                        (client_id, limit)).fetchall()
     return [Event(*row) for row in rows]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import psycopg
+from psycopg import sql
 
 from ..model import AttachmentInfo, AuditEntry, Question
 from ..statuses import (CUSTOMER_EMAIL, INTERACTION_TARGET, INTERACTION_TRANSITIONS, SENT, SYSTEM_MODIFIER,
@@ -21,11 +22,15 @@ def next_interaction_id(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT nextval(pg_get_serial_sequence('interaction', 'interaction_id'))").fetchone()[0]
 
 
-def insert_outbound(conn: psycopg.Connection, interaction: OutboundRow, attachments, outbox: OutboxRow):
-    """One outbound message: its interaction, its attachments (bytes stored once by sha256), its outbox row; the
-    delivery workers are woken. Returns the interaction's created_at."""
-    created_at = conn.execute(insert_statement('interaction', OutboundRow, ' RETURNING created_at'),
-                              interaction).fetchone()[0]
+def insert_outbound(conn: psycopg.Connection, interaction: OutboundRow, attachments, outbox: OutboxRow,
+                    replaces_draft: bool = False):
+    """One outbound message: its interaction (a new row, or the draft it was written in), its attachments (bytes
+    stored once by sha256), its outbox row; the delivery workers are woken. Returns the interaction's created_at."""
+    if replaces_draft:
+        created_at = update_draft(conn, interaction)
+    else:
+        created_at = conn.execute(insert_statement('interaction', OutboundRow, ' RETURNING created_at'),
+                                  interaction).fetchone()[0]
     blobs, rows = [], []
     for position, attachment in enumerate(attachments):
         digest = hashlib.sha256(attachment.data).digest()
@@ -38,6 +43,14 @@ def insert_outbound(conn: psycopg.Connection, interaction: OutboundRow, attachme
     insert_rows(conn, 'outbox', OutboxRow, [outbox])
     events.notify(conn, events.OUTBOX_CHANNEL, str(interaction.interaction_id))
     return created_at
+
+
+def update_draft(conn: psycopg.Connection, row: OutboundRow) -> object:
+    """A draft reply becomes the message sent: every column of the row written over it."""
+    names = [n for n in OutboundRow._fields if n != 'interaction_id']
+    statement = sql.SQL('UPDATE interaction SET {} WHERE interaction_id = %s RETURNING created_at').format(
+        sql.SQL(', ').join(sql.SQL('{} = %s').format(sql.Identifier(n)) for n in names))
+    return conn.execute(statement, [getattr(row, n) for n in names] + [row.interaction_id]).fetchone()[0]
 
 
 def add_audit(conn: psycopg.Connection, ticket_id: int, interaction_id: int | None, action: str, modifier: str,

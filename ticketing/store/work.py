@@ -79,14 +79,14 @@ def user_data_json(value: dict) -> Jsonb:
 
 # ------------------------------------------------------------------------------------------------ offering
 
-def lock_ready_agent(conn: psycopg.Connection, agent_id: int, presence_seconds: float) -> int | None:
-    """The agent's spare capacity, with its row locked (None when it is not ready and present, or another
-    process is offering to it right now)."""
+def lock_ready_agent(conn: psycopg.Connection, agent_id: int, presence_seconds: float) -> tuple[int, str] | None:
+    """The agent's spare capacity and login, with its row locked (None when it is not ready and present, or
+    another process is offering to it right now)."""
     row = conn.execute(sql.SQL(
-        'SELECT a.capacity - {load} FROM agent a WHERE a.agent_id = %s AND a.ready AND a.active '
+        'SELECT a.capacity - {load}, a.login FROM agent a WHERE a.agent_id = %s AND a.ready AND a.active '
         "AND a.last_seen > now() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED").format(load=_LOAD),
         (agent_id, presence_seconds)).fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 def available_agents(conn: psycopg.Connection, presence_seconds: float) -> list[int]:
@@ -147,7 +147,8 @@ def agent_queue_ids(conn: psycopg.Connection, agent_id: int) -> list[int]:
                                        (agent_id,)).fetchall()]
 
 
-def insert_draft(conn: psycopg.Connection, row: OutboundRow, owner_id: int, parent_id: int, workbin_id: int | None) -> None:
+def insert_draft(conn: psycopg.Connection, row: OutboundRow, owner_id: int, parent_id: int,
+                 workbin_id: int | None) -> None:
     """A reply being written: an outbound interaction that is a work item of its writer, not yet in the outbox."""
     conn.execute(insert_statement('interaction', OutboundRow), row)
     conn.execute('UPDATE interaction SET state = %s, owner_id = %s, parent_id = %s, workbin_id = %s, '

@@ -1,0 +1,60 @@
+"""The CometD endpoint of the agents' notifications (seed 001): `POST /api/v2/notifications` (and any path below
+it, as CometD clients append the message type to the URL) takes a Bayeux message or a list of them and answers a
+list (see `cometd.py`). It is authenticated like every other route; a long poll holds no database connection
+while it waits.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Depends, Request
+
+from ..model import Agent
+from . import schemas
+from .app import SECURITY, ApiError, json_response, state_of
+from .auth import current_agent
+
+router = APIRouter(prefix='/api/v2')
+RESPONSES = {200: {'description': 'The Bayeux answers, in order'},
+             **{status: {'model': schemas.ErrorBody, 'description': text} for status, text in (
+                 (400, 'Not a Bayeux message'), (401, 'Missing or wrong credentials'),
+                 (413, 'Body too large'), (429, 'Too many failed sign-ins'))}}
+
+
+def pool_runner(pools):
+    """Runs a function of a connection from the operations' pool, in a thread."""
+    async def run(call):
+        def on_connection():
+            with pools.operation_connection() as conn:
+                return call(conn)
+        return await asyncio.to_thread(on_connection)
+    return run
+
+
+async def bayeux_messages(request: Request) -> list:
+    try:
+        body = json.loads(await request.body() or b'null')
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, 'BadRequest', 'the body is not valid JSON') from None
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list) or not body:
+        raise ApiError(400, 'BadRequest', 'a Bayeux request is a message or a list of messages')
+    return body
+
+
+async def bayeux(request: Request, agent: Agent):
+    messages = await bayeux_messages(request)
+    return json_response(await state_of(request).bayeux.handle(agent, messages))
+
+
+@router.post('/notifications', response_model=None, openapi_extra=SECURITY, responses=RESPONSES)
+async def notifications(request: Request, agent: Agent = Depends(current_agent)):
+    return await bayeux(request, agent)
+
+
+@router.post('/notifications/{message_type:path}', response_model=None, openapi_extra=SECURITY,
+             responses=RESPONSES)
+async def notifications_typed(request: Request, message_type: str, agent: Agent = Depends(current_agent)):
+    return await bayeux(request, agent)
