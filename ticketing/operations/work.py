@@ -39,7 +39,8 @@ class NotFound(WorkError):
 
 @dataclass
 class Change:
-    """What one operation did: the events to write with it, and whether queued work is waiting for an offer."""
+    """What one operation did: the events to write with it, and whether an offer may be due now (work was queued,
+    or an agent has room for more)."""
     events: list[tuple[int, str, dict]] = field(default_factory=list)
     queued: bool = False
     result: dict = field(default_factory=dict)
@@ -134,7 +135,7 @@ def reject(conn: Connection, agent: Agent, item: WorkItem) -> Change:
 
 
 def complete(conn: Connection, agent: Agent, item: WorkItem) -> Change:
-    change = Change()
+    change = Change(queued=True)          # the agent has room for the next one: offering wakes
     work.change_work(conn, item, checked(conn, agent, item, 'Complete'), agent.login, None, owner_id=None)
     tell(conn, change, item.interaction_id, agent.agent_id, STATUS_CHANGE)
     return change
@@ -154,7 +155,7 @@ def place_in_queue(conn: Connection, agent: Agent, item: WorkItem, queue_name) -
 def place_in_workbin(conn: Connection, agent: Agent, item: WorkItem, workbin_id) -> Change:
     transition = checked(conn, agent, item, 'PlaceInWorkbin')
     workbin = find_workbin(conn, agent, workbin_id)
-    change = Change()
+    change = Change(queued=True)
     work.change_work(conn, item, transition, agent.login, None, owner_id=None, workbin_id=workbin.workbin_id)
     tell(conn, change, item.interaction_id, agent.agent_id, STATUS_CHANGE)
     tell_workbin(conn, change, workbin, 'ItemAdded', item.interaction_id)
@@ -166,7 +167,7 @@ def transfer(conn: Connection, agent: Agent, item: WorkItem, user_id) -> Change:
     target = agent_by_login_or_id(conn, str(user_id or ''))
     if target is None or not target.active or not target.may_see(item.mailbox_id):
         raise NotFound('agent %s' % user_id)
-    change = Change()
+    change = Change(queued=True)
     work.change_work(conn, item, transition, agent.login, target.login, owner_id=target.agent_id)
     tell(conn, change, item.interaction_id, agent.agent_id, STATUS_CHANGE)
     tell(conn, change, item.interaction_id, target.agent_id, NEW_INTERACTION)
