@@ -359,6 +359,7 @@ CREATE TABLE IF NOT EXISTS event (
     data       jsonb NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_agent_idx ON event (agent_id, event_id);
+CREATE INDEX IF NOT EXISTS event_created_idx ON event (created_at);
 CREATE TABLE IF NOT EXISTS notification_session (
     client_id     text PRIMARY KEY,
     agent_id      integer NOT NULL REFERENCES agent ON DELETE CASCADE,

@@ -18,7 +18,7 @@ from test_serve import Server
 
 aiocometd = pytest.importorskip('aiocometd_ng', reason='the CometD client aiocometd-ng is in the test extra')
 
-ENV = {'POSTDESK_INVITATION_TIMEOUT': '30'}
+ENV = {'POSTDESK_INVITATION_TIMEOUT': '30', 'POSTDESK_LONG_POLL': '3'}
 
 
 @pytest.fixture
@@ -389,3 +389,57 @@ def test_the_cometd_javascript_client_receives_changes_made_through_another_proc
         second.stop()
     assert [(m['data']['notificationType'], m['data']['interaction']['state']) for m in lines] == [
         ('NewInteraction', 'Invited'), ('StatusChange', 'Accepted'), ('StatusChange', 'Completed')]
+
+
+# ----------------------------------------------------------------------------------------- the protocol
+
+def bayeux(client: httpx.Client, *messages: dict) -> list[dict]:
+    answer = client.post('/api/v2/notifications', json=list(messages))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_client_that_comes_back_within_its_session_gets_what_it_missed_in_order(api, desk, run_postdesk,
+                                                                                  tmp_path):
+    with http(api, desk['ann']) as cometd, http(api, desk['ann']) as ann:
+        [shake] = bayeux(cometd, {'channel': '/meta/handshake', 'version': '1.0',
+                                  'supportedConnectionTypes': ['long-polling'], 'id': '1'})
+        client_id = shake['clientId']
+        assert shake['successful'] and shake['advice']['reconnect'] == 'retry'
+        [subscribed] = bayeux(cometd, {'channel': '/meta/subscribe', 'clientId': client_id,
+                                       'subscription': '/v2/me/*', 'id': '2'})
+        assert subscribed['successful']
+        bayeux(cometd, {'channel': '/meta/connect', 'clientId': client_id, 'connectionType': 'long-polling'})
+        receive(run_postdesk, tmp_path)                        # meanwhile the client is away
+        interaction_id = accepted(ann)
+        operate(ann, interaction_id, 'Complete')
+        answers = bayeux(cometd, {'channel': '/meta/connect', 'clientId': client_id,
+                                  'connectionType': 'long-polling', 'id': '3'})
+        again = bayeux(cometd, {'channel': '/meta/connect', 'clientId': client_id, 'connectionType': 'long-polling',
+                                'id': '4'})
+    delivered = [a for a in answers if a['channel'] == '/v2/me/interactions']
+    assert [(m['data']['notificationType'], m['data']['interaction']['state']) for m in delivered] == [
+        ('NewInteraction', 'Invited'), ('StatusChange', 'Accepted'), ('StatusChange', 'Completed')]
+    assert answers[-1]['channel'] == '/meta/connect' and answers[-1]['successful']
+    assert not [a for a in again if a['channel'] == '/v2/me/interactions']     # given once
+
+
+def test_an_unknown_client_is_told_to_handshake_and_an_unknown_channel_is_refused(api, desk):
+    with http(api, desk['ann']) as cometd:
+        [unknown] = bayeux(cometd, {'channel': '/meta/connect', 'clientId': 'nope', 'connectionType': 'long-polling',
+                                    'id': '1'})
+        assert (unknown['successful'], unknown['error'][:3], unknown['advice']['reconnect']) == (False, '402',
+                                                                                                 'handshake')
+        [shake] = bayeux(cometd, {'channel': '/meta/handshake', 'version': '1.0',
+                                  'supportedConnectionTypes': ['long-polling']})
+        [refused] = bayeux(cometd, {'channel': '/meta/subscribe', 'clientId': shake['clientId'],
+                                    'subscription': '/v2/everyone/secrets'})
+        assert refused['successful'] is False and refused['error'].startswith('403')
+        [published] = bayeux(cometd, {'channel': '/v2/me/interactions', 'clientId': shake['clientId'], 'data': {}})
+        assert published['successful'] is False
+        assert bayeux(cometd, {'channel': '/meta/disconnect', 'clientId': shake['clientId']})[0]['successful']
+        [gone] = bayeux(cometd, {'channel': '/meta/connect', 'clientId': shake['clientId'],
+                                 'connectionType': 'long-polling'})
+        assert gone['successful'] is False
+    with httpx.Client(base_url='http://127.0.0.1:%d' % api.http_port) as anonymous:
+        assert anonymous.post('/api/v2/notifications', json=[{'channel': '/meta/handshake'}]).status_code == 401

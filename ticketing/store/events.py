@@ -107,3 +107,10 @@ def purge_sessions(conn: psycopg.Connection, ttl: float) -> int:
     """Sessions not seen within `ttl` seconds are gone (their clients must handshake again)."""
     return conn.execute('DELETE FROM notification_session WHERE last_seen < now() - make_interval(secs => %s)',
                         (ttl,)).rowcount
+
+
+def purge_events(conn: psycopg.Connection, older_than: float) -> int:
+    """Events older than any live session can still be owed (a session lives `ttl` after its last connect, and
+    each connect takes everything pending), in batches so no statement holds many rows."""
+    return conn.execute('DELETE FROM event WHERE event_id IN (SELECT event_id FROM event WHERE created_at < '
+                        'now() - make_interval(secs => %s) ORDER BY created_at LIMIT 10000)', (older_than,)).rowcount
