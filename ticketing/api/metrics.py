@@ -67,8 +67,7 @@ def exposition(depths: dict[str, int] | None) -> bytes:
 async def metrics(request: Request) -> Response:
     check_scraper(request)
     try:
-        async with state_of(request).pools.connection() as conn:
-            depths = await views.depths(conn)
+        depths = await state_of(request).pools.read(views.depths)
     except (DatabaseBusy, DatabaseError):
         depths = None
     from prometheus_client import CONTENT_TYPE_LATEST
@@ -79,8 +78,7 @@ async def metrics(request: Request) -> Response:
             responses={503: {'model': schemas.Health, 'description': 'PostgreSQL does not answer'}})
 async def healthz(request: Request):
     try:
-        async with state_of(request).pools.connection() as conn:
-            await ping(conn)
+        await state_of(request).pools.read(ping)
     except (DatabaseBusy, DatabaseError):
         return JSONResponse({'status': 'unavailable'}, 503, RETRY_AFTER)
     return JSONResponse({'status': 'ok'})

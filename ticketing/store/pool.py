@@ -4,12 +4,14 @@ connection of its own. Both are autocommit (an operation opens its own transacti
 through them is counted (`postdesk_api_database_statements`), which is how a test holds "no query per row".
 
 A database that cannot be reached makes `connection()` raise DatabaseBusy after the configured timeout: the
-API answers 503 with Retry-After, as SMTP answers 451.
+API answers 503 with Retry-After, as SMTP answers 451. A connection the server closed under the pool (a
+restart, pg_terminate_backend) costs no request an error: a read that finds its connection gone checks the
+pool's other idle connections and runs once more; an operation's connection is checked before it is handed out.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
@@ -49,7 +51,7 @@ class Pools:
                                          kwargs={'autocommit': True, 'cursor_factory': CountingAsyncCursor,
                                                  'connect_timeout': max(1, int(timeout))})
         self.writes = ConnectionPool(url, min_size=1, max_size=size, open=False, timeout=timeout,
-                                     name='postdesk-api-operations',
+                                     name='postdesk-api-operations', check=ConnectionPool.check_connection,
                                      kwargs={'autocommit': True, 'cursor_factory': CountingCursor,
                                              'connect_timeout': max(1, int(timeout))})
 
@@ -69,6 +71,18 @@ class Pools:
                 yield conn
         except PoolTimeout as exc:
             raise DatabaseBusy(str(exc)) from exc
+
+    async def read(self, query: Callable[..., Awaitable], *args):
+        """`await query(conn, *args)` on a connection of the loop's pool; once more on a fresh connection when
+        the first was closed under the pool. Raises DatabaseBusy, psycopg's errors."""
+        for attempt in range(2):
+            async with self.connection() as conn:
+                try:
+                    return await query(conn, *args)
+                except psycopg.OperationalError:
+                    if attempt or not conn.broken:
+                        raise
+            await self.reads.check()
 
     @contextlib.contextmanager
     def operation_connection(self) -> Iterator[psycopg.Connection]:
