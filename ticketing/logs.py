@@ -47,7 +47,7 @@ def fields_of(message: str) -> dict:
 
 
 def typed(value: str):
-    return int(value) if value.isdigit() and len(value) < 19 else value
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else value
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,7 +27,7 @@ from ..config import Config
 from ..formats.iservice import error_object
 from ..formats.superoffice import error_json
 from ..metrics import observe_request
-from ..store.db import DatabaseUnavailable, OperationalError
+from ..store.db import DatabaseUnavailable, OperationalError, ValueRefused, first_line
 from ..store.pool import DatabaseBusy, Pools
 
 log = logging.getLogger('postdesk.api')
@@ -40,6 +40,17 @@ SECURITY = {'security': [{'bearer': []}, {'basic': []}]}
 _KINDS = {400: 'BadRequest', 401: 'Unauthorized', 404: 'NotFound', 405: 'MethodNotAllowed', 406: 'NotAcceptable',
           412: 'PreconditionFailed', 413: 'PayloadTooLarge', 415: 'UnsupportedMediaType', 429: 'TooManyRequests',
           503: 'ServiceUnavailable'}
+
+
+class Json(JSONResponse):
+    """A JSON answer that can always be sent: text with a lone surrogate (echoed from a request) is written as
+    its \\u escape instead of failing to encode."""
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(',', ':')).encode('ascii')
 
 
 class ApiError(Exception):
@@ -60,6 +71,7 @@ class ApiState:
     agent_cache: object = None
     mail_intake: object = None
     bayeux: object = None
+    authenticate: object = None      # the dependency that names the agent (auth.current_agent)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -80,7 +92,7 @@ def error_body(path: str, status: int, kind: str, message: str, extra: dict | No
 
 def error_response(request: Request, status: int, kind: str, message: str, headers: dict | None = None,
                    extra: dict | None = None) -> JSONResponse:
-    return JSONResponse(error_body(request.url.path, status, kind, message, extra), status, headers)
+    return Json(error_body(request.url.path, status, kind, message, extra), status, headers)
 
 
 async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -98,7 +110,20 @@ def validation_details(exc: RequestValidationError) -> list[dict]:
              'type': str(error.get('type', ''))} for error in exc.errors()]
 
 
+def requires_agent(request: Request) -> bool:
+    """Whether the route matched takes credentials (depends on the agent)."""
+    dependant = getattr(request.scope.get('route'), 'dependant', None)
+    authenticate = state_of(request).authenticate
+    return dependant is not None and any(d.call is authenticate for d in dependant.dependencies)
+
+
 async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """400 with what is wrong, once the credentials are right: a request without them learns only 401."""
+    if requires_agent(request):
+        try:
+            await state_of(request).authenticate(request)
+        except ApiError as refused:
+            return await on_api_error(request, refused)
     details = validation_details(exc)
     if any(d['type'] == 'json_invalid' for d in details):
         message = 'the body is not valid JSON'
@@ -112,6 +137,17 @@ async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
     log.warning('%s %s: database unavailable (%s)', request.method, request.url.path, exc)
     return error_response(request, 503, 'ServiceUnavailable', 'the database cannot be reached now; try again later',
                           RETRY_AFTER)
+
+
+async def on_value_refused(request: Request, exc: Exception) -> JSONResponse:
+    """A value PostgreSQL cannot hold (text with NUL, a value too large for an index, a number out of range),
+    or text with a lone surrogate that has no UTF-8 form: the client's request, answered 400."""
+    if isinstance(exc, UnicodeEncodeError):
+        message = 'the request holds a lone surrogate (\\u%04x), which is not a character' % ord(
+            exc.object[exc.start]) if isinstance(exc.object, str) else 'the request holds text with no UTF-8 form'
+    else:
+        message = 'a value cannot be stored: %s' % first_line(exc)
+    return error_response(request, 400, 'BadRequest', message)
 
 
 async def on_defect(request: Request, exc: Exception) -> JSONResponse:
@@ -150,17 +186,26 @@ async def zone_of(request: Request) -> datetime.tzinfo | None:
 
 
 async def run_operation(request: Request, operation, *args):
-    """Run a synchronous operation in a thread, on a connection of its own from the operations' pool."""
+    """Run a synchronous operation in a thread, on a connection of its own from the operations' pool. An
+    operation once started finishes (a thread cannot be stopped), so a shutdown whose grace ends meanwhile does
+    not cancel the answer either: the client learns what was done, not an error for work that was done."""
     pools = state_of(request).pools
 
     def call():
         with pools.operation_connection() as conn:
             return operation(conn, *args)
-    return await asyncio.to_thread(call)
+    running = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        if running.done() and running.cancelled():
+            raise
+        asyncio.current_task().uncancel()
+        return await running
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(body, status, headers)
+    return Json(body, status, headers)
 
 
 # ------------------------------------------------------------------------------------------ the guard
@@ -175,7 +220,7 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http':
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [0]
 
         async def sending(message):
             if message['type'] == 'http.response.start':
@@ -189,9 +234,13 @@ class Guard:
                 receive = replay(body, receive)
                 scope = as_application_json(scope)
             await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            if not status[0]:
+                await answer_shutting_down(scope, sending)
+            raise
         finally:
             route = scope.get('route')
-            observe_request(getattr(route, 'path', 'unmatched'), scope['method'], status[0],
+            observe_request(getattr(route, 'path', 'unmatched'), scope['method'], status[0] or 500,
                             time.perf_counter() - started)
 
 
@@ -239,11 +288,21 @@ def replay(body: bytes, receive):
 
 
 async def refuse_body(scope, send, limit: int) -> None:
-    body = json.dumps(error_body(scope['path'], 413, 'PayloadTooLarge',
-                                 'the request body is larger than %d bytes' % limit)).encode()
-    await send({'type': 'http.response.start', 'status': 413,
+    await send_closing(scope, send, 413, 'PayloadTooLarge', 'the request body is larger than %d bytes' % limit)
+
+
+async def answer_shutting_down(scope, send) -> None:
+    """A request the shutdown's grace ended before it was answered (a read still waiting for the database)."""
+    await send_closing(scope, send, 503, 'ServiceUnavailable', 'the server is shutting down; try again',
+                       [(b'retry-after', RETRY_AFTER['Retry-After'].encode())])
+
+
+async def send_closing(scope, send, status: int, kind: str, message: str, headers: list | None = None) -> None:
+    """An error answered from the guard itself, and the connection closed after it."""
+    body = json.dumps(error_body(scope['path'], status, kind, message)).encode()
+    await send({'type': 'http.response.start', 'status': status,
                 'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()),
-                            (b'connection', b'close')]})
+                            (b'connection', b'close'), *(headers or [])]})
     await send({'type': 'http.response.body', 'body': body})
 
 
@@ -269,11 +328,12 @@ def openapi_document(app: FastAPI) -> dict:
 
 def create_app(state: ApiState) -> FastAPI:
     from . import genesys, iservice, metrics, notifications, superoffice
-    from .auth import AgentCache, Throttle
+    from .auth import AgentCache, Throttle, current_agent
     from .cometd import Bayeux, BayeuxSettings, Bell
     from .mail_intake import MailIntake
     from .notifications import pool_runner
     state.throttle = state.throttle or Throttle()
+    state.authenticate = current_agent
     state.agent_cache = state.agent_cache or AgentCache()
     state.mail_intake = state.mail_intake or MailIntake(state.pools, state.config)
     state.bayeux = state.bayeux or Bayeux(pool_runner(state.pools), Bell(), BayeuxSettings(
@@ -287,6 +347,8 @@ def create_app(state: ApiState) -> FastAPI:
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     for kind in (DatabaseBusy, DatabaseUnavailable, OperationalError):
         app.add_exception_handler(kind, on_database_down)
+    for kind in (*ValueRefused, UnicodeEncodeError):
+        app.add_exception_handler(kind, on_value_refused)
     app.add_exception_handler(Exception, on_defect)
     for module in (metrics, superoffice, iservice, genesys, notifications):
         app.include_router(module.router)

@@ -4,7 +4,9 @@ password by argon2, in a thread, off the event loop. A missing or wrong credenti
 is 401 with `WWW-Authenticate`.
 
 Repeated failures from one address are slowed (each attempt waits longer) and then refused with 429 and
-Retry-After until the window has passed; the count is this process's, kept in memory and bounded.
+Retry-After until the window has passed; the count is this process's, kept in memory and bounded. Credentials
+not known already are checked one at a time per address, so that a burst of concurrent guesses is counted as
+it goes and cannot outrun the limit.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import hmac
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -33,6 +37,23 @@ MAX_ADDRESSES = 10_000
 class Throttle:
     """Failed sign-ins per client address within the last WINDOW_SECONDS."""
     failures: dict[str, collections.deque] = field(default_factory=dict)
+    turns: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, address: str) -> AsyncIterator[None]:
+        """Hold the address's turn: one credential check at a time per address."""
+        lock, waiting = self.turns.get(address, (None, 0))
+        lock = lock or asyncio.Lock()
+        self.turns[address] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self.turns[address]
+            if waiting == 1:
+                del self.turns[address]
+            else:
+                self.turns[address] = (lock, waiting - 1)
 
     def recent(self, address: str, now: float) -> collections.deque:
         seen = self.failures.get(address)
@@ -120,24 +141,31 @@ def cache_key(key: str, found: tuple[str, str | None, str]) -> bytes:
     return scheme.encode() + b'\0' + token_hash(key, '%s\0%s' % (login or '', secret))
 
 
-async def agent_for(request: Request, found: tuple[str, str | None, str]) -> Agent | None:
+async def checked_agent(request: Request, found: tuple[str, str | None, str], key: bytes, address: str) -> Agent:
+    """Credentials the cache does not know, checked in the address's turn: slowed or refused after failures,
+    counted when wrong. Raises ApiError 401 or 429."""
     state = state_of(request)
-    key = cache_key(state.key, found)
-    agent = state.agent_cache.get(key)
-    if agent is None:
-        agent = await agent_from_database(request, found)
+    async with state.throttle.turn(address):
+        agent = state.agent_cache.get(key)
         if agent is not None:
-            state.agent_cache.put(key, agent)
-    return agent
+            return agent
+        delay = state.throttle.delay(address)
+        if delay:
+            await asyncio.sleep(delay)
+        agent = await agent_from_database(request, found)
+        if agent is None or not agent.active:
+            state.throttle.fail(address)
+            raise unauthorized('invalid credentials')
+        state.agent_cache.put(key, agent)
+        return agent
 
 
 async def agent_from_database(request: Request, found: tuple[str, str | None, str]) -> Agent | None:
     state = state_of(request)
     scheme, login, secret = found
-    async with state.pools.connection() as conn:
-        if scheme == 'bearer':
-            return await agents.agent_by_token(conn, token_hash(state.key, secret))
-        stored = await agents.agent_by_login(conn, login)
+    if scheme == 'bearer':
+        return await state.pools.read(agents.agent_by_token, token_hash(state.key, secret))
+    stored = await state.pools.read(agents.agent_by_login, login)
     if stored is None:
         return None
     agent, password_hash, stored_token = stored
@@ -150,16 +178,12 @@ async def agent_from_database(request: Request, found: tuple[str, str | None, st
 
 async def current_agent(request: Request) -> Agent:
     """The agent a request authenticates as (a FastAPI dependency). Raises ApiError 401 or 429."""
-    throttle = state_of(request).throttle
-    address = request.client.host if request.client else 'unknown'
+    state = state_of(request)
     found = credentials(request.headers.get('authorization'))
     if found is None:
         raise unauthorized('authentication required')
-    delay = throttle.delay(address)
-    if delay:
-        await asyncio.sleep(delay)
-    agent = await agent_for(request, found)
-    if agent is None or not agent.active:
-        throttle.fail(address)
-        raise unauthorized('invalid credentials')
-    return agent
+    key = cache_key(state.key, found)
+    agent = state.agent_cache.get(key)
+    if agent is not None and agent.active:
+        return agent
+    return await checked_agent(request, found, key, request.client.host if request.client else 'unknown')

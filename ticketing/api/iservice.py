@@ -37,7 +37,7 @@ def interaction_of(request: schemas.IServiceRequest) -> int:
     """The interaction answered: answer.inResponseToID, else the first of interactionIDs, else interactionID."""
     named = request.answer.inResponseToID or (request.interactionIDs or [None])[0] or request.interactionID
     text = str(named if named is not None else '').strip()
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise bad_request('no interaction named (answer.inResponseToID or interactionIDs)')
     return int(text)
 
@@ -64,7 +64,8 @@ def answer_of(request: schemas.IServiceRequest, leave_open: bool) -> Answer:
                   expect_reply=bool(answer.expectReply),
                   add_subject_ref_num=answer.addSubjectRefNum is not False,
                   supress_subject_ref=bool(answer.supressSubjectRef), dest_email=destinations,
-                  attachments=attachments_of(answer), note=answer.note or '')
+                  attachments=attachments_of(answer), note=answer.note or '',
+                  subject=(answer.subject or '').strip() or None)
 
 
 @router.post(ISERVICE_PATH, response_model=None, openapi_extra=SECURITY,
@@ -72,7 +73,7 @@ def answer_of(request: schemas.IServiceRequest, leave_open: bool) -> Answer:
              dependencies=[Depends(require_json)])
 async def my_queue(request: Request, body: schemas.IServiceRequest,
                    api: str = Query(description='sendleaveopen (leave open) or send (send and close)',
-                                    max_length=64),
+                                    max_length=64, json_schema_extra={'enum': list(LEAVE_OPEN)}),
                    agent: Agent = Depends(current_agent)):
     if api.lower() not in LEAVE_OPEN:
         raise bad_request('api must be sendleaveopen or send, not %r' % api)

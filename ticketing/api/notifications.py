@@ -55,6 +55,7 @@ async def notifications(request: Request, agent: Agent = Depends(current_agent))
 
 
 @router.post('/notifications/{message_type:path}', response_model=None, openapi_extra=SECURITY,
-             responses=RESPONSES)
+             responses={**RESPONSES, 404: {'model': schemas.ErrorBody,
+                                           'description': 'A message type no route matches (a line break in it)'}})
 async def notifications_typed(request: Request, message_type: str, agent: Agent = Depends(current_agent)):
     return await bayeux(request, agent)

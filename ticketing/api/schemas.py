@@ -28,7 +28,7 @@ class Health(BaseModel):
 
 class MailData(Open):
     """CreateTicketFromMailData's request (seed 003): the mailbox and an RFC 822 message."""
-    MailboxId: int = Field(ge=-MAX_ID, le=MAX_ID)
+    MailboxId: int = Field(ge=-MAX_ID, le=MAX_ID, strict=True)
     Data: str
 
 
@@ -56,7 +56,7 @@ class Quarantined(ErrorBody):
 
 class TicketEntityIn(Open):
     """SaveTicketEntity's request (seed 002); fields that are read-only or computed are accepted and ignored."""
-    TicketId: int | None = Field(default=None, ge=0, le=MAX_ID)
+    TicketId: int | None = Field(default=None, ge=0, le=MAX_ID, strict=True)
     Title: str | None = None
     BaseStatus: str | None = None
     Status: str | dict | None = None
@@ -67,9 +67,9 @@ class TicketEntityIn(Open):
     FromAddress: str | None = None
     Tags: list[str | dict] | None = None
     Deadline: str | None = None
-    ConnectId: int | None = Field(default=None, ge=0, le=MAX_ID)
+    ConnectId: int | None = Field(default=None, ge=0, le=MAX_ID, strict=True)
     CustomFields: dict | None = None
-    MailboxId: int | None = Field(default=None, ge=0, le=2 ** 31 - 1)
+    MailboxId: int | None = Field(default=None, ge=0, le=2 ** 31 - 1, strict=True)
 
 
 class TicketEntity(Open):

@@ -1,19 +1,29 @@
 """The HTTP server of `postdesk serve`: uvicorn's `Server` run as a task on serve's own asyncio loop, beside the
 SMTP and LMTP listeners, with its signal handling left to postdesk. serve binds the socket (and logs the address
 it got, as the listeners do), and at SIGTERM asks uvicorn to stop: no new connections, requests in flight may
-finish within shutdown_grace, then the pools close.
+finish within shutdown_grace; an operation already running in its thread when the grace ends still finishes
+and answers (at most FINISH_SECONDS more), then the pools close.
+
+A request's head (its line and headers) is bounded at MAX_HEAD_BYTES, as nginx and Apache bound theirs:
+httptools itself sets no limit, so without one a client could send headers without end. Beyond it the answer
+is 431 (RFC 6585) as JSON, and the connection is closed.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
+import json
 import logging
 import socket
 from dataclasses import dataclass
 
+import httptools
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Config
+from ..formats.superoffice import error_json
 from ..operations.agents import server_key
 from ..store import events
 from ..store.db import connect
@@ -22,6 +32,56 @@ from .app import ApiState, create_app
 
 log = logging.getLogger('postdesk.serve')
 STARTUP_SECONDS = 30
+FINISH_SECONDS = 30
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class HeadTooLarge(Exception):
+    """The request line and headers are longer than MAX_HEAD_BYTES."""
+
+
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the request head bounded, and its parse errors answered as JSON."""
+
+    head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self.head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self.count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def count_head(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge()
+
+    def data_received(self, data: bytes) -> None:
+        # As uvicorn's own, but for the answer to a head it cannot parse (uvicorn's is text/plain).
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, HeadTooLarge) or self.head_bytes > MAX_HEAD_BYTES:
+                self.refuse(431, 'RequestHeaderFieldsTooLarge',
+                            'the request line and headers are longer than %d bytes' % MAX_HEAD_BYTES)
+            else:
+                self.refuse(400, 'BadRequest', 'invalid HTTP request')
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
+
+    def refuse(self, status: int, kind: str, message: str) -> None:
+        body = json.dumps(error_json(status, kind, message)).encode()
+        reason = http.HTTPStatus(status).phrase.encode()
+        self.transport.write(b'HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n'
+                             b'connection: close\r\n\r\n%s' % (status, reason, len(body), body))
+        self.transport.close()
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -47,12 +107,20 @@ class ApiServer:
         await self.server.config.app.state.api.bayeux.close()
         try:
             await self.task
+            await finish_requests(self.server)
         finally:
             for listener in self.listeners:
                 listener.cancel()
             await asyncio.gather(*self.listeners, return_exceptions=True)
             await self.server.config.app.state.api.mail_intake.close()
             await self.pools.close()
+
+
+async def finish_requests(server: EmbeddedServer) -> None:
+    """Wait for the requests uvicorn cancelled at the end of the grace that are finishing an operation."""
+    running = set(server.server_state.tasks)
+    if running:
+        await asyncio.wait(running, timeout=FINISH_SECONDS)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -75,7 +143,8 @@ def token_key(config: Config) -> str:
 
 
 def uvicorn_config(app, config: Config) -> uvicorn.Config:
-    return uvicorn.Config(app, lifespan='off', log_config=None, access_log=False, proxy_headers=False,
+    return uvicorn.Config(app, http=BoundedHttpTools, lifespan='off', log_config=None, access_log=False,
+                          proxy_headers=False,
                           server_header=False, ws='none', timeout_graceful_shutdown=config.shutdown_grace,
                           timeout_keep_alive=30, backlog=2048)
 

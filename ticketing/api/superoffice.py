@@ -34,6 +34,7 @@ ERRORS = {status: {'model': schemas.ErrorBody, 'description': text} for status, 
     (429, 'Too many failed sign-ins'), (503, 'The database cannot be reached now'))}
 BODY_ERRORS = {**ERRORS, 413: {'model': schemas.ErrorBody, 'description': 'Body too large'},
                415: {'model': schemas.ErrorBody, 'description': 'Body is not JSON'}}
+ETAG = {'ETag': {'description': "The ticket's version, for If-Match", 'schema': {'type': 'string'}}}
 BINARY = {'content': {'*/*': {'schema': {'type': 'string', 'format': 'binary'}}}, 'description': 'The bytes'}
 _SAFE_TYPE = re.compile(r'[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*')
 
@@ -68,11 +69,11 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
 
 
 @router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=LOCALE,
-            responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag'}, **ERRORS})
+            responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag',
+                             'headers': ETAG}, **ERRORS})
 async def get_ticket(request: Request, ticket_id: int = TicketId, select: str | None = Select,
                      zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
-    async with state_of(request).pools.connection() as conn:
-        ticket = await views.ticket_view(conn, ticket_id, agent.scope)
+    ticket = await state_of(request).pools.read(views.ticket_view, ticket_id, agent.scope)
     if ticket is None:
         raise not_found('ticket %d' % ticket_id)
     return json_response(select_fields(ticket_entity(ticket, zone), select), headers={'ETag': etag(ticket)})
@@ -89,8 +90,7 @@ async def list_tickets(request: Request, top: int | None = Query(None, alias='$t
         wanted = ticket_filter(filter_text, top, skip)
     except BadEntity as exc:
         raise ApiError(400, 'BadRequest', str(exc)) from None
-    async with state_of(request).pools.connection() as conn:
-        page = await views.ticket_page(conn, wanted, agent.scope)
+    page = await state_of(request).pools.read(views.ticket_page, wanted, agent.scope)
     return json_response(ticket_page_json(page, wanted.top, wanted.skip, zone))
 
 
@@ -98,8 +98,7 @@ async def list_tickets(request: Request, top: int | None = Query(None, alias='$t
             responses={200: {'model': schemas.MessageEntity, 'description': 'The message'}, **ERRORS})
 async def get_message(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
                       zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
-    async with state_of(request).pools.connection() as conn:
-        message = await views.message_view(conn, message_id, agent.scope)
+    message = await state_of(request).pools.read(views.message_view, message_id, agent.scope)
     if message is None:
         raise not_found('message %d' % message_id)
     return json_response(message_entity(message, zone))
@@ -110,8 +109,9 @@ def download(data: bytes, content_type: str, filename: str) -> Response:
     media = content_type if _SAFE_TYPE.fullmatch(content_type or '') else 'application/octet-stream'
     quoted = urllib.parse.quote(filename, safe='')
     fallback = re.sub(r'[^A-Za-z0-9._-]', '_', filename) or 'attachment'
-    return Response(data, media_type=media, headers={
-        'Content-Disposition': "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (fallback, quoted),
+    # The type as stored, with no charset added (Starlette adds one to text/* given as media_type).
+    return Response(data, headers={
+        'Content-Type': media, 'Content-Disposition': "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (fallback, quoted),
         'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': "sandbox; default-src 'none'"})
 
 
@@ -119,8 +119,7 @@ def download(data: bytes, content_type: str, filename: str) -> Response:
             responses={200: BINARY, **ERRORS})
 async def get_attachment(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
                          number: int = Path(ge=1, le=2 ** 31 - 1), agent: Agent = Depends(current_agent)):
-    async with state_of(request).pools.connection() as conn:
-        found = await views.attachment_bytes(conn, message_id, number, agent.scope)
+    found = await state_of(request).pools.read(views.attachment_bytes, message_id, number, agent.scope)
     if found is None:
         raise not_found('attachment %d of message %d' % (number, message_id))
     attachment, data = found
@@ -131,15 +130,15 @@ async def get_attachment(request: Request, message_id: int = Path(ge=1, le=MAX_I
             responses={200: {'content': {'message/rfc822': {'schema': {'type': 'string', 'format': 'binary'}}},
                              'description': 'The original RFC 822 bytes'}, **ERRORS})
 async def get_raw(request: Request, message_id: int = Path(ge=1, le=MAX_ID), agent: Agent = Depends(current_agent)):
-    async with state_of(request).pools.connection() as conn:
-        data = await views.raw_bytes(conn, message_id, agent.scope)
+    data = await state_of(request).pools.read(views.raw_bytes, message_id, agent.scope)
     if data is None:
         raise not_found('message %d' % message_id)
     return download(data, 'message/rfc822', 'message-%d.eml' % message_id)
 
 
 @router.post('/Agents/Ticket/SaveTicketEntity', response_model=None, openapi_extra=LOCALE,
-             responses={200: {'model': schemas.TicketEntity, 'description': 'The saved ticket, with its ETag'},
+             responses={200: {'model': schemas.TicketEntity, 'description': 'The saved ticket, with its ETag',
+                              'headers': ETAG},
                         412: {'model': schemas.ErrorBody, 'description': 'If-Match no longer matches'},
                         **BODY_ERRORS},
              dependencies=[Depends(require_json)])

@@ -6,9 +6,13 @@ import datetime
 
 
 def iso(value: datetime.datetime | None, zone: datetime.tzinfo | None = None) -> str | None:
+    """The date in `zone`; in the zone it has when `zone` cannot show it (a date at the end of the calendar)."""
     if not value:
         return None
-    return (value.astimezone(zone) if zone is not None else value).isoformat()
+    try:
+        return (value.astimezone(zone) if zone is not None else value).isoformat()
+    except (OverflowError, ValueError):
+        return value.isoformat()
 
 
 def utc_z(value: datetime.datetime | None) -> str | None:

@@ -1,6 +1,6 @@
 """Reading what clients send in SuperOffice's shapes (seed 002): a TicketEntity into the save it asks for, a list's
-`$filter`, `$top` and `$skip`, and the ETag of a ticket (its latest change) with If-Match against it. Read-only and computed fields (NumMessages,
-CreatedAt, ActiveStatusMonitorId, ...) are ignored, as SuperOffice ignores them; a null for an object field
+`$filter`, `$top` and `$skip`, and the ETag of a ticket (its latest change) with If-Match against it. Read-only
+and computed fields (NumMessages, CreatedAt, ActiveStatusMonitorId, ...) are ignored, as SuperOffice ignores them; a null for an object field
 (OwnedBy, Category, Person, ...) means "not given", as in the seed's sample request.
 """
 from __future__ import annotations
@@ -12,6 +12,10 @@ from ..model import TicketFilter, TicketRecord, TicketSave
 from ..statuses import base_status_named, ticket_status_named
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# The dates a client may give: wide enough for any deadline or sync point, narrow enough that every zone of
+# SO-TimeZone can show them (Python's datetime ends at the years 1 and 9999).
+EARLIEST = datetime.datetime(1900, 1, 1, tzinfo=datetime.timezone.utc)
+LATEST = datetime.datetime(9000, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
 
@@ -24,11 +28,12 @@ def etag(ticket: TicketRecord) -> str:
 
 
 def etag_matches(if_match: str, ticket: TicketRecord) -> bool:
-    """If-Match (RFC 9110 13.1.1): `*`, or one of the listed tags equals the ticket's (weak tags compared too)."""
+    """If-Match (RFC 9110 13.1.1): `*`, or one of the listed tags equals the ticket's by the strong comparison
+    (a weak tag, W/"...", never matches)."""
     current = etag(ticket)
     for tag in if_match.split(','):
         tag = tag.strip()
-        if tag == '*' or tag.removeprefix('W/') == current:
+        if tag == '*' or tag == current:
             return True
     return False
 
@@ -52,7 +57,14 @@ def date_of(value, field: str) -> datetime.datetime | None:
         parsed = datetime.datetime.fromisoformat(str(value))
     except ValueError as exc:
         raise BadEntity('%s is not an ISO 8601 date: %r' % (field, value)) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    try:
+        within = EARLIEST <= parsed <= LATEST
+    except OverflowError:
+        within = False
+    if not within:
+        raise BadEntity('%s must lie between the years 1900 and 9000: %r' % (field, value))
+    return parsed
 
 
 def status_changes(entity: dict) -> dict:
@@ -85,7 +97,9 @@ def owner_of(value) -> int | None:
 def field_changes(entity: dict) -> dict:
     changes = {}
     if isinstance(entity.get('Title'), str):
-        changes['title'] = entity['Title']
+        changes['title'] = entity['Title'].strip()
+        if not changes['title']:
+            raise BadEntity('Title cannot be empty')
     for key, column in (('Category', 'category'), ('Priority', 'priority')):
         named = name_of(entity.get(key), key)
         if named is not None:
@@ -94,7 +108,8 @@ def field_changes(entity: dict) -> dict:
     if owner is not None:
         changes['owned_by'] = owner
     if isinstance(entity.get('Tags'), list):
-        changes['tags'] = tuple(t for t in (name_of(tag, 'Tags') for tag in entity['Tags']) if t)
+        named = (name_of(tag, 'Tags') for tag in entity['Tags'])
+        changes['tags'] = tuple(dict.fromkeys(t.strip() for t in named if t and t.strip()))
     if 'Deadline' in entity:
         changes['deadline'] = date_of(entity['Deadline'], 'Deadline')
     if 'ConnectId' in entity:
@@ -115,7 +130,9 @@ def ticket_save(entity: dict) -> TicketSave:
     """What a SaveTicketEntity request asks for. Raises BadEntity."""
     email, name = person_of(entity)
     from_address = entity.get('FromAddress') if isinstance(entity.get('FromAddress'), str) else None
-    mailbox_id = entity.get('MailboxId') if isinstance(entity.get('MailboxId'), int) else None
+    mailbox_id = entity.get('MailboxId')
+    if mailbox_id is not None and (isinstance(mailbox_id, bool) or not isinstance(mailbox_id, int)):
+        raise BadEntity('MailboxId must be a number')
     return TicketSave(entity.get('TicketId') or None, {**field_changes(entity), **status_changes(entity)},
                       email, name, from_address or None, mailbox_id)
 

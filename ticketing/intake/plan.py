@@ -28,6 +28,7 @@ from ..threads import (Lookups, ThreadDecision, WaitingReply, decide, header_can
                        join_waiting_replies, normalize_message_id, participants_of, referenced_ticket_ids,
                        waited_for)
 from .place import Placement
+from .prepare import Prepared
 
 MessageKey = tuple[int, str]          # (mailbox_id, stored Message-ID)
 
@@ -273,8 +274,8 @@ class Planner:
         self.plan.new_tickets[ticket_id] = NewTicket(row, summary, placement, interaction_id)
         self.knowledge.facts[ticket_id] = TicketFacts(ticket_id, mailbox.mailbox_id, created.base,
                                                       participants_of(parsed), token)
-        self.plan.rows.audits.append(AuditRow(ticket_id, interaction_id, created.action, modifier_of(parsed), None,
-                                              created.after, TICKET_TARGET))
+        self.plan.rows.audits.append(AuditRow(ticket_id, interaction_id, created.action,
+                                              modifier_of(placement.prepared), None, created.after, TICKET_TARGET))
 
     def follow_up(self, placement: Placement, ticket_id: int, decision: ThreadDecision, interaction_id: int) -> None:
         parsed = placement.prepared.parsed
@@ -289,7 +290,8 @@ class Planner:
                 facts.ticket_id, facts.mailbox_id, reopened.base if decision.reopen else facts.base_status,
                 facts.participants | participants_of(parsed), facts.thread_token)
         if decision.reopen:
-            self.plan.rows.audits.append(AuditRow(ticket_id, interaction_id, reopened.action, modifier_of(parsed),
+            self.plan.rows.audits.append(AuditRow(ticket_id, interaction_id, reopened.action,
+                                                  modifier_of(placement.prepared),
                                                   CLOSED, reopened.after, TICKET_TARGET))
 
     def count_on_new_ticket(self, ticket_id: int, has_attachment: bool) -> None:
@@ -396,9 +398,11 @@ def reports_failure(bounce) -> bool:
     return (bounce.status or '5').strip().startswith('5')
 
 
-def modifier_of(parsed: ParsedMail) -> str:
-    """Who an inbound message's audit entries name: its sender, else postdesk."""
-    return parsed.from_.email if parsed.from_ else SYSTEM_MODIFIER
+def modifier_of(prepared: Prepared) -> str:
+    """Who an inbound message's audit entries name: the agent who handed it in, else its sender, else postdesk."""
+    if prepared.message.handed_in_by:
+        return prepared.message.handed_in_by
+    return prepared.parsed.from_.email if prepared.parsed.from_ else SYSTEM_MODIFIER
 
 
 def interaction_type(parsed: ParsedMail) -> str:

@@ -101,7 +101,7 @@ def parse_listen(value: str) -> ListenAddress:
     if value.startswith('unix:'):
         return ListenAddress(path=value[5:])
     host, sep, port = value.rpartition(':')
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise ListenError('listen address %r is not HOST:PORT or unix:PATH' % value)
     return ListenAddress(host=host.strip('[]') or '127.0.0.1', port=int(port))
 

@@ -66,8 +66,8 @@ def create_from_mails(conn: Connection, config: Config,
             results[index] = exc
     for mailbox_id, indexes in by_mailbox.items():
         mailbox = mailbox_by_id(known, requests[indexes[0]].agent, mailbox_id)
-        outcomes = Intake(conn, config, mailbox).store_batch([SourceMessage(requests[i].data, API_SOURCE)
-                                                              for i in indexes])
+        outcomes = Intake(conn, config, mailbox).store_batch([
+            SourceMessage(requests[i].data, API_SOURCE, handed_in_by=requests[i].agent.login) for i in indexes])
         for index, outcome in zip(indexes, outcomes):
             results[index] = result_of(conn, outcome, requests[index].data)
     return results

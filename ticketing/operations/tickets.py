@@ -19,6 +19,7 @@ from ..store import agents, interactions, mailboxes, ticket_edits
 from ..store.db import Connection
 from ..store.tickets import TicketNotFound
 
+MAX_ADDRESS = 254
 _PLAIN_FIELDS = (('title', 'Title'), ('category', 'Category'), ('priority', 'Priority'), ('deadline', 'Deadline'),
                  ('connect_id', 'ConnectId'))
 
@@ -41,7 +42,7 @@ def save_ticket(conn: Connection, agent: Agent, save: TicketSave, if_match: str 
         if save.ticket_id and if_match is not None and not etag_matches(if_match, ticket):
             raise StaleTicket('ticket %d changed since it was read' % ticket_id)
         values, audits = status_change(ticket, save.changes)
-        for change in (field_changes(conn, ticket, save.changes), owner_change(conn, ticket, save.changes)):
+        for change in (field_changes(conn, agent, ticket, save.changes), owner_change(conn, ticket, save.changes)):
             values.update(change[0])
             audits.extend(change[1])
         if values:
@@ -57,8 +58,8 @@ def create_ticket(conn: Connection, agent: Agent, save: TicketSave) -> int:
     email = save.person_email or save.from_address
     if not title or not email:
         raise BadSave('a new ticket needs a Title and a Person with an Email (or a FromAddress)')
-    if '@' not in email or any(c in email for c in ' \r\n<>'):
-        raise BadSave('not an e-mail address: %r' % email)
+    for address in {email, save.from_address or email}:
+        check_address(address)
     mailbox = mailbox_for_new_ticket(conn, agent, save.mailbox_id)
     created = ticket_transition('agent_create')
     person_id = ticket_edits.person_for(conn, email, save.person_name)
@@ -68,6 +69,14 @@ def create_ticket(conn: Connection, agent: Agent, save: TicketSave) -> int:
                                                  'priority': save.changes.get('priority', mailbox.priority)})
     interactions.add_audit(conn, ticket_id, None, created.action, agent.login, None, created.after)
     return ticket_id
+
+
+def check_address(address: str) -> None:
+    """An address a ticket can be sent to: one @, no spaces or brackets, at most 254 characters (RFC 5321)."""
+    if '@' not in address or any(c in address for c in ' \r\n<>'):
+        raise BadSave('not an e-mail address: %r' % address)
+    if len(address) > MAX_ADDRESS:
+        raise BadSave('an e-mail address has at most %d characters, not %d' % (MAX_ADDRESS, len(address)))
 
 
 def mailbox_for_new_ticket(conn: Connection, agent: Agent, mailbox_id: int | None):
@@ -95,14 +104,14 @@ def status_change(ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
             [(transition.action, ticket.status, transition.after)])
 
 
-def field_changes(conn: Connection, ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
+def field_changes(conn: Connection, agent: Agent, ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
     values, audits = {}, []
     for column, name in _PLAIN_FIELDS:
         if column in changes and changes[column] != getattr(ticket, column):
             values[column] = changes[column]
             audits.append((FIELD_CHANGED % name, None, None))
-    if values.get('connect_id') is not None and (values['connect_id'] == ticket.ticket_id or
-                                                 not ticket_edits.ticket_exists(conn, values['connect_id'])):
+    if values.get('connect_id') is not None and (values['connect_id'] == ticket.ticket_id or not
+                                                 ticket_edits.ticket_exists(conn, values['connect_id'], agent.scope)):
         raise BadSave('ConnectId %s is not another ticket' % values['connect_id'])
     if 'tags' in changes and tuple(changes['tags']) != ticket.tags:
         values['tags'] = list(changes['tags'])
@@ -123,8 +132,9 @@ def owner_change(conn: Connection, ticket: TicketRecord, changes: dict) -> tuple
         return ({'owned_by': None}, [(UNASSIGNED_ACTION, None, None)]) if ticket.owner_id else ({}, [])
     owner = agents.pick_round_robin(conn, ticket.mailbox_id) if wanted == ROUND_ROBIN else \
         agents.active_agent(conn, wanted)
-    if owner is None:
-        raise BadSave('no active agent to assign' if wanted == ROUND_ROBIN else 'no active agent %d' % wanted)
+    if owner is None or not owner.may_see(ticket.mailbox_id):
+        raise BadSave('no active agent to assign' if wanted == ROUND_ROBIN else
+                      'no active agent %d works for this ticket\'s mailbox' % wanted)
     if owner.agent_id == ticket.owner_id:
         return {}, []
     return {'owned_by': owner.agent_id}, [(ASSIGNED % owner.login, None, None)]

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 Connection = psycopg.Connection
 DatabaseError = psycopg.Error
 OperationalError = psycopg.OperationalError
+# What a value a client sent can make PostgreSQL refuse: text with NUL, a number or date out of range, a string
+# too long for its column (class 22); a value too large for an index entry (class 54, an OperationalError).
+ValueRefused = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 SCHEMA_LOCK = 8_317_224_051   # pg_advisory_lock key: one schema upgrade at a time, whoever starts first
 
 

@@ -57,8 +57,10 @@ def person_for(conn: psycopg.Connection, email: str, name: str) -> int:
     return upsert_persons(conn, {email.lower(): name})[email.lower()]
 
 
-def ticket_exists(conn: psycopg.Connection, ticket_id: int) -> bool:
-    return conn.execute('SELECT EXISTS (SELECT 1 FROM ticket WHERE ticket_id = %s)', (ticket_id,)).fetchone()[0]
+def ticket_exists(conn: psycopg.Connection, ticket_id: int, scope: list[int] | None = None) -> bool:
+    """Whether the ticket exists in one of the scope's mailboxes (any mailbox for None)."""
+    return conn.execute('SELECT EXISTS (SELECT 1 FROM ticket WHERE ticket_id = %s '
+                        'AND (%s::int[] IS NULL OR mailbox_id = ANY(%s)))', (ticket_id, scope, scope)).fetchone()[0]
 
 
 def keep_thread_properties(conn: psycopg.Connection, ticket_id: int, properties: list) -> None:

@@ -5,6 +5,12 @@ message's original bytes (SuperOffice's TicketEntity and TicketMessageEntity, se
 Every read takes the agent's scope (the mailboxes whose tickets it may see; None for all) and finds nothing
 outside it, exactly as it finds nothing that does not exist. A page costs three statements however many tickets
 it holds: the count, the tickets, and the messages of all of them.
+
+A client syncs by `LastChanged gt` the latest LastChanged it has seen. A ticket's LastChanged is its
+transaction's start (now()), and a transaction commits later, so a change could become visible with a
+LastChanged older than one the client has seen already. A page filtered by LastChanged therefore holds only
+changes older than the start of every transaction still open on the database (the horizon): what is left out
+comes in the next page, once it has committed.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from ..model import MessageDetail, MessageSummary, StoredAttachment, TicketFilte
 from .tickets import MESSAGE_COLUMNS, _TICKET, _record
 
 _IN_SCOPE = sql.SQL('t.mailbox_id = ANY({})')
+_BEFORE_HORIZON = sql.SQL(
+    "t.last_changed < (SELECT coalesce(min(a.xact_start), 'infinity') FROM pg_stat_activity a "
+    "WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid())")
 # One ticket and its messages in one statement: the messages as a JSON array PostgreSQL builds.
 _TICKET_WITH_MESSAGES = (
     'SELECT t.*, (SELECT json_agg(json_build_array(' + MESSAGE_COLUMNS + ') ORDER BY interaction_id) '
@@ -86,6 +95,8 @@ def conditions(wanted: TicketFilter, scope: list[int] | None) -> tuple[sql.Compo
         if value is not None:
             parts.append(clause.format(sql.Placeholder()))
             params.append(value)
+    if wanted.changed_after is not None:
+        parts.append(_BEFORE_HORIZON)
     if wanted.owned_by == 0:
         parts.append(sql.SQL('t.owned_by IS NULL'))
     elif wanted.owned_by is not None:
