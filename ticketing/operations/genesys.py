@@ -74,7 +74,7 @@ def my_interactions(conn: Connection, agent: Agent) -> list[dict]:
     """The interactions offered to or owned by the agent, as the notifications carry them."""
     work.mark_seen(conn, agent.agent_id)
     return [interaction_json(item, roles_of(conn, item, agent.agent_id))
-            for item in work.work_items(conn, ACTIVE_WORK_STATES, agent.agent_id)]
+            for item in work.work_items(conn, ACTIVE_WORK_STATES, agent.agent_id) if agent.may_see(item.mailbox_id)]
 
 
 def all_interactions(conn: Connection, agent: Agent) -> list[dict]:

@@ -101,9 +101,9 @@ def tell(conn: Connection, change: Change, item_id: int, agent_id: int | None, n
 
 
 def tell_workbin(conn: Connection, change: Change, workbin: Workbin, action: str, item_id: int) -> None:
-    """ItemAdded / ItemRemoved for every agent who sees the workbin."""
+    """ItemAdded / ItemRemoved for every agent who sees the workbin and works for the interaction's mailbox."""
     item = work.work_item(conn, item_id)
-    for member in queues.workbin_members(conn, workbin):
+    for member in queues.workbin_members(conn, workbin, item.mailbox_id):
         change.events.append((member, WORKBINS_CHANNEL, workbin_message(
             action, workbin, interaction_json(item, roles_of(conn, item, member)))))
 
@@ -146,6 +146,8 @@ def place_in_queue(conn: Connection, agent: Agent, item: WorkItem, queue_name) -
     queue_id = queues.queue_id_named(conn, str(queue_name or ''))
     if queue_id is None:
         raise NotFound('queue %s' % queue_name)
+    if not queues.queue_serves_mailbox(conn, queue_id, item.mailbox_id):
+        raise WorkError('queue %s is the queue of another mailbox' % queue_name)
     change = Change(queued=True)
     work.change_work(conn, item, transition, agent.login, None, owner_id=None, queue_id=queue_id, rejected_by=[])
     tell(conn, change, item.interaction_id, agent.agent_id, STATUS_CHANGE)
@@ -167,6 +169,8 @@ def transfer(conn: Connection, agent: Agent, item: WorkItem, user_id) -> Change:
     target = agent_by_login_or_id(conn, str(user_id or ''))
     if target is None or not target.active or not target.may_see(item.mailbox_id):
         raise NotFound('agent %s' % user_id)
+    if target.agent_id == agent.agent_id:
+        raise WorkError('the interaction is yours already', 400)
     change = Change(queued=True)
     work.change_work(conn, item, transition, agent.login, target.login, owner_id=target.agent_id)
     tell(conn, change, item.interaction_id, agent.agent_id, STATUS_CHANGE)
@@ -180,6 +184,8 @@ def change_user_data(conn: Connection, agent: Agent, item: WorkItem, name: str, 
     if not isinstance(user_data, (dict, list)):
         raise WorkError('userData must be an object', 400)
     if name == 'DeleteUserData':
+        if isinstance(user_data, list) and not all(isinstance(key, str) for key in user_data):
+            raise WorkError('userData of DeleteUserData is an object, or a list of the keys to delete', 400)
         keys = set(user_data)
         merged = {k: v for k, v in item.user_data.items() if k not in keys}
     else:
@@ -198,7 +204,7 @@ def workbin_content(conn: Connection, agent: Agent, workbin_id) -> Change:
     """GetWorkbinContent: the content comes to the agent as a notification."""
     workbin = find_workbin(conn, agent, workbin_id)
     content = [interaction_json(i, roles_of(conn, i, agent.agent_id))
-               for i in queues.workbin_content(conn, workbin.workbin_id)]
+               for i in queues.workbin_content(conn, workbin.workbin_id) if agent.may_see(i.mailbox_id)]
     return Change(events=[(agent.agent_id, WORKBINS_CHANNEL, workbin_content_message(workbin, content))])
 
 
@@ -220,5 +226,5 @@ def pull(conn: Connection, agent: Agent, workbin: Workbin, interaction_id) -> Ch
 
 def workbin_view(conn: Connection, agent: Agent, workbin: Workbin) -> dict:
     content = [interaction_json(i, roles_of(conn, i, agent.agent_id))
-               for i in queues.workbin_content(conn, workbin.workbin_id)]
+               for i in queues.workbin_content(conn, workbin.workbin_id) if agent.may_see(i.mailbox_id)]
     return workbin_json(workbin, content)

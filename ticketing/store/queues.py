@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from ..model import WorkItem, Workbin
-from .work import _ITEM, _item
+from .work import _ITEM, MAY_SEE_MAILBOX, _item
 
 AGENT_WORKBINS = ('Drafts', 'InProgress')
 _WORKBIN = 'SELECT workbin_id, name, agent_id, agent_group, place_group FROM workbin '
@@ -75,14 +75,28 @@ def workbins_of(conn: psycopg.Connection, agent_id: int) -> list[Workbin]:
     return [Workbin(*row) for row in rows]
 
 
-def workbin_members(conn: psycopg.Connection, workbin: Workbin) -> list[int]:
-    """The agents who see a workbin: its own agent, or the members of its group."""
+def workbin_members(conn: psycopg.Connection, workbin: Workbin, mailbox_id: int | None = None) -> list[int]:
+    """The agents who see a workbin: its own agent, or the members of its group; with a mailbox, only those who
+    may see that mailbox's work."""
     if workbin.agent_id is not None:
-        return [workbin.agent_id]
+        members = 'SELECT %(agent)s::int AS agent_id'
+    else:
+        members = 'SELECT agent_id FROM agent_group_member WHERE kind = %(kind)s AND group_name = %(group)s'
     kind, group = ('agent', workbin.agent_group) if workbin.agent_group else ('place', workbin.place_group)
-    rows = conn.execute('SELECT agent_id FROM agent_group_member WHERE kind = %s AND group_name = %s '
-                        'ORDER BY agent_id', (kind, group)).fetchall()
+    visible = MAY_SEE_MAILBOX.format(agent='m.agent_id', mailbox='%(mailbox)s')
+    rows = conn.execute('SELECT m.agent_id FROM (' + members + ') m WHERE %(mailbox)s::int IS NULL OR ' + visible +
+                        ' ORDER BY m.agent_id', {'agent': workbin.agent_id, 'kind': kind, 'group': group,
+                                                'mailbox': mailbox_id}).fetchall()
     return [r[0] for r in rows]
+
+
+def queue_serves_mailbox(conn: psycopg.Connection, queue_id: int, mailbox_id: int) -> bool:
+    """Whether work of the mailbox may go to the queue: any queue but the default queue of other mailboxes only
+    (a mailbox's own queue takes its mailbox's work)."""
+    return conn.execute(
+        'SELECT EXISTS (SELECT 1 FROM mailbox WHERE queue_id = %(queue)s AND mailbox_id = %(mailbox)s) '
+        'OR NOT EXISTS (SELECT 1 FROM mailbox WHERE queue_id = %(queue)s)',
+        {'queue': queue_id, 'mailbox': mailbox_id}).fetchone()[0]
 
 
 def workbin_by_id(conn: psycopg.Connection, workbin_id: int) -> Workbin | None:

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..model import WorkItem
-from ..statuses import ACCEPTED, DRAFT, INVITED, QUEUED, WORK_TARGET, WorkTransition
+from ..statuses import ACCEPTED, ADMIN_ROLE, DRAFT, INVITED, QUEUED, WORK_TARGET, WorkTransition
 from .rows import OutboundRow
 from .writes import insert_statement
 
@@ -26,6 +26,11 @@ _LOAD = sql.SQL("(SELECT count(*) FROM interaction w WHERE (w.state = {invited} 
                 "OR (w.state = {accepted} AND w.owner_id = a.agent_id))").format(
     invited=sql.Literal(INVITED), accepted=sql.Literal(ACCEPTED))
 _QUEUED = sql.Literal(QUEUED)
+
+# Whether the agent {agent} may see the work of mailbox {mailbox} (SQL expressions): an admin, or an agent of it.
+MAY_SEE_MAILBOX = ("(EXISTS (SELECT 1 FROM agent adm WHERE adm.agent_id = {agent} AND adm.role = '%s') "
+                   "OR EXISTS (SELECT 1 FROM agent_mailbox am WHERE am.agent_id = {agent} "
+                   "AND am.mailbox_id = {mailbox}))" % ADMIN_ROLE)
 
 
 def _item(row: tuple) -> WorkItem:
@@ -104,12 +109,14 @@ def next_queued_for(conn: psycopg.Connection, agent_id: int, presence_seconds: f
     only when no other present, ready agent of that queue with spare capacity has not rejected it."""
     row = conn.execute(sql.SQL(
         'SELECT i.interaction_id FROM interaction i JOIN agent_queue mine ON mine.queue_id = i.queue_id '
-        'WHERE i.state = {queued} AND mine.agent_id = %(agent)s '
+        'WHERE i.state = {queued} AND mine.agent_id = %(agent)s AND ' +
+        MAY_SEE_MAILBOX.format(agent='%(agent)s', mailbox='i.mailbox_id') + ' '
         '  AND (NOT %(agent)s = ANY(i.rejected_by) OR NOT EXISTS ('
         '       SELECT 1 FROM agent a JOIN agent_queue aq ON aq.agent_id = a.agent_id '
         '       WHERE aq.queue_id = i.queue_id AND a.agent_id <> %(agent)s AND a.ready '
         '         AND a.active AND a.last_seen > now() - make_interval(secs => %(presence)s) '
-        '         AND NOT a.agent_id = ANY(i.rejected_by) AND a.capacity > {load})) '
+        '         AND NOT a.agent_id = ANY(i.rejected_by) AND a.capacity > {load} AND ' +
+        MAY_SEE_MAILBOX.format(agent='a.agent_id', mailbox='i.mailbox_id') + ')) '
         'ORDER BY (%(agent)s = ANY(i.rejected_by)), i.interaction_id LIMIT 1 FOR UPDATE OF i SKIP LOCKED').format(
         queued=_QUEUED, load=_LOAD), {'agent': agent_id, 'presence': presence_seconds}).fetchone()
     return work_item(conn, row[0]) if row else None
