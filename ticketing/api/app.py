@@ -156,9 +156,11 @@ async def on_defect(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def require_json(request: Request) -> None:
-    """A dependency of the routes that take a body: JSON only (application/json or text/json), else 415."""
+    """A dependency of the routes that take a body: JSON only (application/json or text/json), else 415 (once
+    the credentials are right: a request without them learns only 401)."""
     media = request.headers.get('content-type', '').split(';', 1)[0].strip().lower()
     if media not in JSON_TYPES:
+        await state_of(request).authenticate(request)
         raise ApiError(415, 'UnsupportedMediaType', 'the body must be JSON (application/json or text/json)')
 
 

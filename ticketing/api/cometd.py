@@ -12,6 +12,7 @@ this one is small on purpose, and tested against clients written by others.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ LONG_POLLING = 'long-polling'
 CHANNELS = (INTERACTIONS_CHANNEL, WORKBINS_CHANNEL)
 WILDCARDS = ('/v2/me/*', '/v2/me/**')
 RECHECK_SECONDS = 5.0            # a connect looks at the table this often even when no bell rings
+CLIENT_ID = re.compile(r'[A-Za-z0-9_-]{1,64}')      # what handshake hands out (anything else is unknown)
 
 Run = Callable[[Callable], Awaitable]       # runs a function of a database connection, off the event loop
 
@@ -124,6 +126,9 @@ class Bayeux:
 
     async def handshake(self, agent: Agent, message: dict) -> dict:
         types = message.get('supportedConnectionTypes') or [LONG_POLLING]
+        if not isinstance(types, list) or not all(isinstance(name, str) for name in types):
+            return reply(message, False, error='400::supportedConnectionTypes is a list of names',
+                         supportedConnectionTypes=[LONG_POLLING], advice=self.advice('none'))
         if LONG_POLLING not in types:
             return reply(message, False, error='301:%s:long-polling is the connection type here' % ','.join(
                 map(str, types)), supportedConnectionTypes=[LONG_POLLING], advice=self.advice('none'))
@@ -134,7 +139,7 @@ class Bayeux:
                      advice=self.advice())
 
     async def session(self, agent: Agent, client_id) -> tuple[int, list[str], int] | None:
-        if not isinstance(client_id, str) or not client_id:
+        if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
             return None
         found = await self.run(lambda conn: events.session_of(conn, client_id, self.settings.session_ttl))
         return found if found is not None and found[0] == agent.agent_id else None
@@ -170,8 +175,9 @@ class Bayeux:
     @staticmethod
     def take_events(conn, agent: Agent, client_id: str) -> list:
         """The events after the session's last, which the session has now been given (and the agent is seen)."""
-        work.mark_seen(conn, agent.agent_id)
-        found = events.events_for_session(conn, client_id)
-        if found:
-            events.advance_session(conn, client_id, found[-1].event_id)
+        with conn.transaction():
+            work.mark_seen(conn, agent.agent_id)
+            found = events.events_for_session(conn, client_id)
+            if found:
+                events.advance_session(conn, client_id, found[-1].event_id)
         return found

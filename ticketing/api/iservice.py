@@ -55,6 +55,12 @@ def attachments_of(answer: schemas.IServiceAnswer) -> tuple[OutgoingAttachment, 
     return tuple(found)
 
 
+def thread_properties_of(answer: schemas.IServiceAnswer) -> list[dict] | None:
+    if answer.threadProperties is None:
+        return None
+    return [prop.model_dump(exclude_unset=True) for prop in answer.threadProperties]
+
+
 def answer_of(request: schemas.IServiceRequest, leave_open: bool) -> Answer:
     answer = request.answer
     if not (answer.bodyHtml or '').strip():
@@ -82,7 +88,7 @@ async def my_queue(request: Request, body: schemas.IServiceRequest,
     config = state_of(request).config
     try:
         result = await run_operation(request, reply_to_interaction, agent, interaction_id, answer,
-                                     body.answer.threadProperties, config.timezone)
+                                     thread_properties_of(body.answer), config.timezone)
     except UnknownInteraction as exc:
         raise ApiError(404, 'NotFound', str(exc)) from None
     except ReplyError as exc:

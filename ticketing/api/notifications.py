@@ -14,6 +14,10 @@ from ..model import Agent
 from . import schemas
 from .app import SECURITY, ApiError, json_response, state_of
 from .auth import current_agent
+from .cometd import CONNECT
+from .schemas import MAX_DEPTH, nesting_depth
+
+MAX_MESSAGES = 100
 
 router = APIRouter(prefix='/api/v2')
 RESPONSES = {200: {'description': 'The Bayeux answers, in order'},
@@ -32,15 +36,25 @@ def pool_runner(pools):
     return run
 
 
+def not_a_number(name: str):
+    raise ValueError('%s is not JSON' % name)
+
+
 async def bayeux_messages(request: Request) -> list:
+    """The messages of a Bayeux request: a message or a list of at most MAX_MESSAGES, one connect at most."""
     try:
-        body = json.loads(await request.body() or b'null')
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(await request.body() or b'null', parse_constant=not_a_number)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, 'BadRequest', 'the body is not valid JSON') from None
     if isinstance(body, dict):
         body = [body]
     if not isinstance(body, list) or not body:
         raise ApiError(400, 'BadRequest', 'a Bayeux request is a message or a list of messages')
+    if len(body) > MAX_MESSAGES or sum(isinstance(m, dict) and m.get('channel') == CONNECT for m in body) > 1:
+        raise ApiError(400, 'BadRequest', 'a Bayeux request holds at most %d messages and one /meta/connect'
+                       % MAX_MESSAGES)
+    if nesting_depth(body) > MAX_DEPTH:
+        raise ApiError(400, 'BadRequest', 'the messages are nested deeper than %d levels' % MAX_DEPTH)
     return body
 
 

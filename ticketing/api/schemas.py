@@ -7,13 +7,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 MAX_ID = 2 ** 63 - 1
+MAX_DEPTH = 32          # lists and objects in a request nest at most this deep (deeper cannot be stored and read)
+
+
+def nesting_depth(value, limit: int = MAX_DEPTH) -> int:
+    """How deeply lists and objects nest in a JSON value (counted level by level, no further than limit + 1)."""
+    depth, containers = 0, [value] if isinstance(value, (dict, list)) else []
+    while containers and depth <= limit:
+        depth += 1
+        children = []
+        for container in containers:
+            items = container.values() if isinstance(container, dict) else container
+            children.extend(item for item in items if isinstance(item, (dict, list)))
+        containers = children
+    return depth
 
 
 class Open(BaseModel):
+    """A request or response object that lets unknown fields through, nested no deeper than MAX_DEPTH."""
     model_config = ConfigDict(extra='allow')
+
+    @model_validator(mode='before')
+    @classmethod
+    def not_too_deep(cls, data):
+        if nesting_depth(data) > MAX_DEPTH:
+            raise ValueError('lists and objects nest deeper than %d levels' % MAX_DEPTH)
+        return data
 
 
 class ErrorBody(Open):
@@ -119,9 +141,16 @@ class IServiceAttachment(Open):
     data: str
 
 
+class ThreadProperty(Open):
+    """One of iService's threadProperties: its id and name, and its values (objects with a `value`)."""
+    propertyID: StrictStr | StrictInt | None = None
+    propertyName: str | None = None
+    values: list[dict] | None = None
+
+
 class IServiceAnswer(Open):
     """The `answer` of sendleaveopen (seed 000), as much of it as a mail pipeline uses."""
-    inResponseToID: str | int | None = None
+    inResponseToID: StrictStr | StrictInt | None = None
     subject: str | None = None
     bodyHtml: str | None = None
     destEmail: str | None = None
@@ -131,13 +160,13 @@ class IServiceAnswer(Open):
     expectReply: bool | int | None = None
     note: str | None = None
     attachments: list[IServiceAttachment] | None = None
-    threadProperties: list[dict] | None = None
+    threadProperties: list[ThreadProperty] | None = None
 
 
 class IServiceRequest(Open):
-    interactionIDs: list[str | int] | None = None
+    interactionIDs: list[StrictStr | StrictInt] | None = None
     answer: IServiceAnswer
-    interactionID: str | int | None = None
+    interactionID: StrictStr | StrictInt | None = None
 
 
 class IServiceResponse(BaseModel):

@@ -38,14 +38,20 @@ def etag_matches(if_match: str, ticket: TicketRecord) -> bool:
     return False
 
 
+NAME_KEYS = ('Name', 'Value', 'Fullname', 'FullName', 'Status')
+
+
 def name_of(value, field: str) -> str | None:
-    """A list item given as a string, or as an object with a Name (SuperOffice's entities)."""
+    """A list item given as a string, or as an object with a Name (SuperOffice's entities); None for null or an
+    object that names nothing (`{"Id": 5}`: not given). Raises BadEntity for a name that is not a string."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict):
-        for key in ('Name', 'Value', 'Fullname', 'FullName', 'Status'):
+        for key in NAME_KEYS:
             if isinstance(value.get(key), str):
                 return value[key]
+            if value.get(key) is not None:
+                raise BadEntity('%s.%s must be a string' % (field, key))
         return None
     raise BadEntity('%s must be a string or an object with a Name' % field)
 
@@ -108,8 +114,10 @@ def field_changes(entity: dict) -> dict:
     if owner is not None:
         changes['owned_by'] = owner
     if isinstance(entity.get('Tags'), list):
-        named = (name_of(tag, 'Tags') for tag in entity['Tags'])
-        changes['tags'] = tuple(dict.fromkeys(t.strip() for t in named if t and t.strip()))
+        named = [name_of(tag, 'Tags') for tag in entity['Tags']]
+        if any(name is None for name in named):
+            raise BadEntity('every tag of Tags is a string or an object with a Name')
+        changes['tags'] = tuple(dict.fromkeys(t.strip() for t in named if t.strip()))
     if 'Deadline' in entity:
         changes['deadline'] = date_of(entity['Deadline'], 'Deadline')
     if 'ConnectId' in entity:
@@ -121,6 +129,9 @@ def field_changes(entity: dict) -> dict:
 
 def person_of(entity: dict) -> tuple[str | None, str]:
     person = entity.get('Person') if isinstance(entity.get('Person'), dict) else {}
+    for key in ('FullName', 'Firstname', 'Lastname', 'Email', 'EmailName'):
+        if person.get(key) is not None and not isinstance(person[key], str):
+            raise BadEntity('Person.%s must be a string' % key)
     name = person.get('FullName') or ' '.join(p for p in (person.get('Firstname'), person.get('Lastname')) if p)
     email = person.get('Email') or person.get('EmailName') or None
     return email, name or ''

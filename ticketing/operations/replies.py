@@ -63,7 +63,9 @@ def reply_to_interaction(conn: Connection, agent: Agent, interaction_id: int, an
             ticket_edits.keep_thread_properties(conn, found[0], thread_properties)
         answer = replace(answer, ticket_id=found[0], in_response_to=interaction_id, agent=agent.login)
         draft = work.work_item(conn, interaction_id, lock=True)
-        if draft is not None and draft.state == DRAFT:
+        if draft is not None and draft.parent_id is not None:        # a draft reply, not a customer's message
+            if draft.state != DRAFT:
+                raise ReplyError('draft %d was sent or cancelled already' % interaction_id)
             answer = sending_draft(conn, agent, draft, answer)
         return send_reply(conn, answer, timezone)
 

@@ -65,11 +65,16 @@ def last_event_id(conn: psycopg.Connection) -> int:
 
 
 def events_for_session(conn: psycopg.Connection, client_id: str, limit: int = 500) -> list[Event]:
-    """The events of the session's agent on the channels it subscribes to now, after the last it was given."""
-    rows = conn.execute('SELECT e.event_id, e.agent_id, e.channel, e.data FROM notification_session s '
-                        'JOIN event e ON e.agent_id = s.agent_id AND e.event_id > s.last_event '
-                        'AND e.channel = ANY(s.subscriptions) WHERE s.client_id = %s ORDER BY e.event_id LIMIT %s',
-                        (client_id, limit)).fetchall()
+    """The events of the session's agent on the channels it subscribes to now, after the last it was given.
+    Call in a transaction: the session's row stays locked until it ends, so that concurrent connects of one
+    client take each event once."""
+    session = conn.execute('SELECT agent_id, last_event, subscriptions FROM notification_session '
+                           'WHERE client_id = %s FOR UPDATE', (client_id,)).fetchone()
+    if session is None:
+        return []
+    rows = conn.execute('SELECT event_id, agent_id, channel, data FROM event WHERE agent_id = %s '
+                        'AND event_id > %s AND channel = ANY(%s) ORDER BY event_id LIMIT %s',
+                        (*session, limit)).fetchall()
     return [Event(*row) for row in rows]
 
 
