@@ -196,7 +196,7 @@ def main() -> int:
     url = server_url(args.database_url)
     corpus = tempfile.mkdtemp(prefix='postdesk-bench-api-')
     files = generate(args.count, corpus)
-    replay_seconds = replay(url, corpus)[0]
+    replay_seconds = replay(url, corpus).seconds
     replay_rate = len(files) / replay_seconds
     name, database_url = fresh_database(url)
     env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(ROOT), POSTDESK_SHUTDOWN_GRACE='5')
