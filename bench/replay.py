@@ -63,7 +63,8 @@ class Run:
     peak_kb: int
     status: int
     python_cpu: float
-    postgres_cpu: float | None = None
+    postgres_cpu: float | None = None         # the backends serving the replay
+    maintenance_cpu: float | None = None      # autovacuum's workers on the same database meanwhile
     list_peak_kb: int | None = None
 
 
@@ -116,12 +117,14 @@ def run_postdesk(database_url: str, *args: str, stdout=subprocess.DEVNULL) -> Ru
 
 
 class BackendCpu:
-    """CPU seconds of the PostgreSQL backends serving a database, sampled from /proc while a command runs (the
-    last reading of each backend counts; a backend's own time is lost only for its last sampling interval)."""
+    """CPU seconds of the PostgreSQL processes on a database, sampled from /proc while a command runs (the last
+    reading of each process counts; its own time is lost only for its last sampling interval): the client
+    backends serving the command, and apart from them autovacuum's workers."""
 
     def __init__(self, url: str, dbname: str):
         self.url, self.dbname = url, dbname
         self.seen: dict[int, float] = {}
+        self.maintenance: set[int] = set()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -136,16 +139,22 @@ class BackendCpu:
     def _sample(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self.done.wait(0.1):
-                pids = [r[0] for r in conn.execute('SELECT pid FROM pg_stat_activity WHERE datname = %s',
-                                                   (self.dbname,)).fetchall()]
-                for pid in pids:
+                rows = conn.execute('SELECT pid, backend_type FROM pg_stat_activity WHERE datname = %s',
+                                    (self.dbname,)).fetchall()
+                self.maintenance.update(pid for pid, kind in rows if kind != 'client backend')
+                for pid, _ in rows:
                     seconds = cpu_of(pid)
                     if seconds is not None:
                         self.seen[pid] = seconds
 
     @property
     def seconds(self) -> float | None:
-        return sum(self.seen.values()) if self.seen else None
+        served = [s for pid, s in self.seen.items() if pid not in self.maintenance]
+        return sum(served) if served else None
+
+    @property
+    def maintenance_seconds(self) -> float:
+        return sum(s for pid, s in self.seen.items() if pid in self.maintenance)
 
 
 def cpu_of(pid: int) -> float | None:
@@ -165,7 +174,8 @@ def replay(url: str, corpus: str) -> Run:
         with BackendCpu(url, name) as backends:
             result = run_postdesk(database_url, 'replay', corpus)
         listing = run_postdesk(database_url, 'ticket', 'list', '--json')
-        return dataclasses.replace(result, postgres_cpu=backends.seconds, list_peak_kb=listing.peak_kb)
+        return dataclasses.replace(result, postgres_cpu=backends.seconds, list_peak_kb=listing.peak_kb,
+                                   maintenance_cpu=backends.maintenance_seconds)
     finally:
         drop_database(url, name)
 
@@ -181,8 +191,9 @@ def ratio(big: float | None, small: float | None) -> str:
 def report(run: Run, count: int, label: str) -> None:
     print('replay end to end:           %8.0f msg/s   (%d messages, %.2f s, exit %d)'
           % (count / run.seconds, count, run.seconds, run.status))
-    print('  Python CPU per message:    %s    PostgreSQL CPU per message: %s'
-          % (per_message(run.python_cpu, count), per_message(run.postgres_cpu, count)))
+    print('  Python CPU per message:    %s    PostgreSQL CPU per message: %s (autovacuum meanwhile: %s)'
+          % (per_message(run.python_cpu, count), per_message(run.postgres_cpu, count),
+             per_message(run.maintenance_cpu, count)))
     print('  replay peak memory:        %8.1f MB   %s' % (run.peak_kb / 1024, label))
     print('  ticket list peak memory:   %8.1f MB   (ticket list --json over the tickets of this run)'
           % (run.list_peak_kb / 1024))
