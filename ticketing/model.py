@@ -67,6 +67,11 @@ class SourceMessage:
     sha256: bytes | None = None     # the digest of the bytes after trace_len, when the store computed it already
     handed_in_by: str | None = None  # the agent who handed the message in (the API), who its audit entries name
 
+    @property
+    def sent(self) -> bytes:
+        """The bytes as the sender sent them: without postdesk's own Received: header (what is parsed)."""
+        return self.raw[self.trace_len:] if self.trace_len else self.raw
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -49,7 +49,7 @@ def parse_batch(raws: list[bytes], limits: ParseLimits) -> list[ParseResult]:
 
 
 def _inline(batch: list[SourceMessage], limits: ParseLimits) -> tuple[list[SourceMessage], list[ParseResult]]:
-    return batch, parse_batch([m.raw for m in batch], limits)
+    return batch, parse_batch([m.sent for m in batch], limits)
 
 
 def parsed_batches(batches: Iterable[list[SourceMessage]],
@@ -72,16 +72,16 @@ def parsed_batches(batches: Iterable[list[SourceMessage]],
 
 def _pipelined(pool: ProcessPoolExecutor, first, second, iterator, limits: ParseLimits):
     """Keep PARSE_WORKERS + 1 batches submitted ahead of the one being stored, so no worker waits for work."""
-    pending = deque([(second, pool.submit(parse_batch, [m.raw for m in second], limits))])
+    pending = deque([(second, pool.submit(parse_batch, [m.sent for m in second], limits))])
     for batch in itertools.islice(iterator, PARSE_WORKERS):
-        pending.append((batch, pool.submit(parse_batch, [m.raw for m in batch], limits)))
+        pending.append((batch, pool.submit(parse_batch, [m.sent for m in batch], limits)))
     yield _inline(first, limits)
     broken = False
     for batch in iterator:
         if broken:
             pending.append((batch, None))
         else:
-            pending.append((batch, pool.submit(parse_batch, [m.raw for m in batch], limits)))
+            pending.append((batch, pool.submit(parse_batch, [m.sent for m in batch], limits)))
         done, results, broken = _collect(pending.popleft(), limits, broken)
         yield done, results
     while pending:
@@ -97,4 +97,4 @@ def _collect(entry, limits: ParseLimits, broken: bool):
         except BrokenProcessPool:
             log.error('the parse worker died; parsing in this process from now on')
             broken = True
-    return batch, parse_batch([m.raw for m in batch], limits), broken
+    return batch, parse_batch([m.sent for m in batch], limits), broken

@@ -96,7 +96,7 @@ class Intake:
                 analyze_at *= 2
 
     def store_batch(self, batch: list[SourceMessage]) -> list[Outcome]:
-        return self.store_parsed(batch, [parse_raw(m.raw, self.limits) for m in batch])
+        return self.store_parsed(batch, [parse_raw(m.sent, self.limits) for m in batch])
 
     def store_parsed(self, batch: list[SourceMessage], results: list[ParseResult]) -> list[Outcome]:
         outcomes = self.store_placements(self.placements(batch, results))

@@ -138,13 +138,31 @@ def is_utf8(text: str) -> bool:
 
 
 def printable(text: str | None) -> str:
-    """Envelope text for a log line or a reply: undecodable bytes as \\xNN, line breaks escaped, never an
+    """Envelope text for a log line or a reply: undecodable bytes and control characters as \\xNN, never an
     encoding error."""
     text = text or ''
     if text.isascii() and text.isprintable():
         return text
     text = text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
-    return text.replace('\r', '\\r').replace('\n', '\\n')
+    return ''.join(c if c.isprintable() else '\\x%02x' % ord(c) if ord(c) < 256 else '\\u%04x' % ord(c)
+                   for c in text)
+
+
+def sender_problem(address: str | None) -> str | None:
+    """What is wrong with a MAIL FROM path (RFC 5321 4.1.2: the null path `<>`, or a mailbox with a domain), or
+    None when nothing is."""
+    if address in (None, '', '<>'):
+        return None
+    if not is_utf8(address):
+        return '8-bit bytes that are not UTF-8'
+    if '@' not in address.strip('@') or '<' in address or '>' in address or not address.isprintable():
+        return 'not a mailbox with a domain'
+    return None
+
+
+def null_path_empty(address: str | None) -> str:
+    """The envelope sender as stored: the null path `<>` (bounces) as the empty string."""
+    return '' if address in (None, '<>') else address
 
 
 def message_id_of(data: bytes) -> str:
@@ -194,6 +212,11 @@ class IntakeHandler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.shutting_down:
             return '421 4.3.2 Service shutting down, try again later'
+        problem = sender_problem(address)
+        if problem:
+            log.info('peer=%s from=<%s> outcome=550 reason=sender address: %s', _peer(session), printable(address),
+                     problem)
+            return '550 5.1.7 Sender address rejected: %s' % problem
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return '250 2.1.0 Ok'
@@ -225,7 +248,7 @@ class IntakeHandler:
         protocol = _protocol_name(server, session)
         trace = received_header(self.hostname, session.host_name, session.peer, envelope.rcpt_tos, protocol)
         data = trace + envelope.original_content
-        record = Envelope(envelope.mail_from or '', tuple(envelope.rcpt_tos), _peer(session),
+        record = Envelope(null_path_empty(envelope.mail_from), tuple(envelope.rcpt_tos), _peer(session),
                                 session.host_name or '', 'lmtp' if protocol == 'LMTP' else 'smtp', len(trace))
         self.storing += 1
         try:
@@ -314,6 +337,10 @@ class Session:
             self.transaction_timer.cancel()
             self.transaction_timer = None
 
+    def _timeout_cb(self):
+        """aiosmtpd's idle timeout (no command, or no bytes during DATA): 421 and a log line, as the other cuts."""
+        self.cut('no data for %.0f s' % self._timeout_duration)
+
     def cut(self, reason: str) -> None:
         """Close a session that broke a time limit, with 421 (RFC 5321 3.8) and one log line."""
         log.warning('peer=%s from=<%s> outcome=421 reason=%s', _peer(self.session) if self.session else '-',
@@ -370,6 +397,10 @@ class Session:
         if isinstance(status, str) and not is_utf8(status):       # never an encoding error for a reply
             status = printable(status)
         count_smtp_reply('lmtp' if isinstance(self, LMTP) else 'smtp', status[:3])
+        if status[:3] in ('500', '552'):
+            log.info('peer=%s from=<%s> outcome=%s reason=%s', _peer(self.session) if self.session else '-',
+                     printable(self.envelope.mail_from if self.envelope else None), status[:3],
+                     status.split('\r\n', 1)[0][4:])
         await super().push(status)
 
     def in_transaction(self) -> bool:

@@ -79,7 +79,7 @@ def process_pending(conn: Connection, config: Config, mailboxes: DirectoryCache,
     try:
         intake = Intake(conn, config, directory=mailboxes.current(conn))
         messages = [source_message(p) for p in claimed]
-        outcomes = intake.store_parsed(messages, parse_batch([m.raw for m in messages], intake.limits))
+        outcomes = intake.store_parsed(messages, parse_batch([m.sent for m in messages], intake.limits))
     finally:
         if not connection_lost(conn):
             spool.release_claims(conn)        # whatever was not stored is pending for any worker again
