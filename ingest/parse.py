@@ -63,6 +63,7 @@ _KNOWN_FIELD = re.compile(rb'(?:^|\n)(?:from|to|cc|subject|date|message-id|recei
 _LEADING_BLANK_LINES = re.compile(rb'(?:[ \t]*\r?\n)+')
 
 
+UTF8_BOM = b'\xef\xbb\xbf'       # what Windows editors put in front of a saved .eml
 MAX_LINES_BEFORE_HEADER = 3      # stray lines (`---- Original email message ----`) skipped before a header block
 MIN_KNOWN_FIELDS_AFTER_STRAY_LINES = 2
 
@@ -133,6 +134,9 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMai
     size = len(raw)
     if outlook.is_outlook_msg(raw):
         raw = _outlook_message(raw, defects)
+    if raw.startswith(UTF8_BOM):
+        defects.append('a UTF-8 byte order mark before the header block was skipped')
+        raw = raw[len(UTF8_BOM):]
     start = header_start(raw)
     if start:
         defects.append('%d bytes of text before the header block were skipped: %r'

@@ -243,3 +243,24 @@ def test_large_columns_use_lz4_where_the_server_has_it(conn):
         "WHERE attrelid IN ('raw_message'::regclass, 'blob'::regclass) AND attname = 'data'").fetchall())
     expected = 'l' if has_lz4 else ''
     assert compression == {'raw_message.data': expected, 'blob.data': expected}
+
+
+def test_a_file_saved_with_a_byte_order_mark_is_a_message(run_postdesk, tmp_path, conn):
+    add_mailbox(run_postdesk, MAILBOX, '--default')
+    path = tmp_path / 'saved-on-windows.eml'
+    path.write_bytes(b'\xef\xbb\xbf' + make_message(subject='Saved with a BOM'))
+    result = run_postdesk('replay', str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert conn.execute('SELECT title FROM ticket').fetchone()[0] == 'Saved with a BOM'
+
+
+def test_a_symbolic_link_loop_is_read_once(run_postdesk, tmp_path, conn):
+    add_mailbox(run_postdesk, MAILBOX, '--default')
+    folder = tmp_path / 'in' / 'sub'
+    folder.mkdir(parents=True)
+    (folder / 'one.eml').write_bytes(make_message())
+    (folder / 'up').symlink_to('..')
+    result = run_postdesk('replay', str(tmp_path / 'in'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert conn.execute('SELECT count(*) FROM raw_message').fetchone()[0] == 1
+    assert 'symbolic link loop' in result.stderr

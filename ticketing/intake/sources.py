@@ -11,12 +11,15 @@ and `new` together. Hidden files are skipped.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..model import SourceMessage
+
+log = logging.getLogger('postdesk.replay')
 
 # An envelope line as RFC 4155 and mutt's is_from() accept it: `From `, a return path (possibly empty or with
 # spaces inside quotes), then an asctime date `Www Mmm dd hh:mm[:ss] [zone] yyyy`.
@@ -109,7 +112,15 @@ def is_maildir(path: str) -> bool:
     return os.path.isdir(os.path.join(path, 'cur')) and os.path.isdir(os.path.join(path, 'new'))
 
 
-def _iter_directory(root: str) -> Iterator[SourceMessage]:
+def _iter_directory(root: str, visited: set | None = None) -> Iterator[SourceMessage]:
+    """The messages of a folder and its sub-folders, each folder read once (a symbolic link back up the tree
+    is not followed round again)."""
+    visited = set() if visited is None else visited
+    identity = (os.stat(root).st_dev, os.stat(root).st_ino)
+    if identity in visited:
+        log.warning('%s: a folder read already (a symbolic link loop); skipped', root)
+        return
+    visited.add(identity)
     if is_maildir(root):
         yield from _iter_maildir(root)
         return
@@ -118,7 +129,7 @@ def _iter_directory(root: str) -> Iterator[SourceMessage]:
             continue
         path = os.path.join(root, name)
         if os.path.isdir(path):
-            yield from _iter_directory(path)
+            yield from _iter_directory(path, visited)
         elif os.path.isfile(path):
             yield from _iter_file(path)
 
