@@ -26,6 +26,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import smtplib
 import statistics
 import subprocess
@@ -200,11 +201,14 @@ def main() -> int:
     replay_rate = len(files) / replay_seconds
     name, database_url = fresh_database(url)
     env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(ROOT), POSTDESK_SHUTDOWN_GRACE='5')
-    bare, bare_ports = start_http([sys.executable, '-c', BARE_APP], env)
-    token = setup(env)
-    postdesk, ports = start_http(POSTDESK + ['serve', '--http', '127.0.0.1:0', '--smtp', '127.0.0.1:0',
-                                             '--lmtp', 'off'], env)
+    started: list[subprocess.Popen] = []          # stopped by their process ids, whatever fails
     try:
+        token = setup(env)
+        bare, bare_ports = start_http([sys.executable, '-c', BARE_APP], env)
+        started.append(bare)
+        postdesk, ports = start_http(POSTDESK + ['serve', '--http', '127.0.0.1:0', '--smtp', '127.0.0.1:0',
+                                                 '--lmtp', 'off'], env)
+        started.append(postdesk)
         created = load(ports['HTTP'], create_requests(files, token), min(8, args.connections), args.seconds * 6)
         show('CreateTicketFromMailData (%d messages)' % len(files), created)
         print('%-44s %8.0f messages/s' % ('postdesk replay of the same messages', replay_rate))
@@ -224,9 +228,10 @@ def main() -> int:
         print('ratios: GET/bare %.2f (target >= 0.3), Create/replay %.2f (target >= 0.5), SMTP loaded/idle %.2f '
               '(target <= 2)' % (best_get['rate'] / best_bare['rate'], created['rate'] / replay_rate, loaded / idle))
     finally:
-        stop(postdesk)
-        stop(bare)
+        for process in reversed(started):
+            stop(process)
         drop_database(url, name)
+        shutil.rmtree(corpus, ignore_errors=True)
     return 0
 
 
