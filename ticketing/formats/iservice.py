@@ -66,8 +66,8 @@ def case_properties(report: ReplyReport) -> list[dict]:
 def property_json(prop: dict) -> dict:
     """A kept thread property as caseProperties show it (values that are not a list, as a client may have saved
     them through CustomFields, show as one value)."""
-    values = prop.get('values') if isinstance(prop.get('values'), list) else (
-        [] if prop.get('values') is None else [prop.get('values')])
+    values = prop.get('values')
+    values = values if isinstance(values, list) else [] if values is None else [values]
     return {'propertyID': str(prop.get('propertyID') or ''), 'name': prop.get('propertyName') or '',
             'isDate': False, 'isDatetime': False, 'isInteger': False, 'isNumber': False,
             'allowMultiple': len(values) > 1, 'hasDescriptions': False, 'isMultiLine': False, 'isReadOnly': False,

@@ -203,8 +203,7 @@ def change_user_data(conn: Connection, agent: Agent, item: WorkItem, name: str, 
 def workbin_content(conn: Connection, agent: Agent, workbin_id) -> Change:
     """GetWorkbinContent: the content comes to the agent as a notification."""
     workbin = find_workbin(conn, agent, workbin_id)
-    content = [interaction_json(i, roles_of(conn, i, agent.agent_id))
-               for i in queues.workbin_content(conn, workbin.workbin_id) if agent.may_see(i.mailbox_id)]
+    content = visible_content(conn, agent, workbin)
     return Change(events=[(agent.agent_id, WORKBINS_CHANNEL, workbin_content_message(workbin, content))])
 
 
@@ -225,6 +224,10 @@ def pull(conn: Connection, agent: Agent, workbin: Workbin, interaction_id) -> Ch
 
 
 def workbin_view(conn: Connection, agent: Agent, workbin: Workbin) -> dict:
-    content = [interaction_json(i, roles_of(conn, i, agent.agent_id))
-               for i in queues.workbin_content(conn, workbin.workbin_id) if agent.may_see(i.mailbox_id)]
-    return workbin_json(workbin, content)
+    return workbin_json(workbin, visible_content(conn, agent, workbin))
+
+
+def visible_content(conn: Connection, agent: Agent, workbin: Workbin) -> list[dict]:
+    """The workbin's interactions of the mailboxes the agent works for, as that agent sees them."""
+    return [interaction_json(i, roles_of(conn, i, agent.agent_id))
+            for i in queues.workbin_content(conn, workbin.workbin_id) if agent.may_see(i.mailbox_id)]
