@@ -102,7 +102,7 @@ def test_a_client_syncing_by_last_changed_misses_no_commit(api, tokens, conn, db
 
 
 def terminate_server_connections(conn) -> int:
-    return conn.execute('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity '
+    return conn.execute('SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity '
                         'WHERE datname = current_database() AND pid <> pg_backend_pid()').fetchone()[0]
 
 

@@ -158,8 +158,8 @@ def test_a_draft_is_sent_once_and_only_by_its_writer(api, desk, run_postdesk, tm
 def test_operations_right_after_postgresql_closed_every_connection(api, desk, conn):
     with http(api, desk['ann']) as ann:
         assert ann.get('/api/v2/me/workbins').status_code == 200
-        for _ in range(3):
-            conn.execute('SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+        for _ in range(3):     # each backend gone (the 5 s wait) before the next request, as after a restart
+            conn.execute('SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity '
                          'WHERE datname = current_database() AND pid <> pg_backend_pid()')
             started = time.monotonic()
             answers = [ann.get('/api/v2/me/workbins').status_code for _ in range(10)]
