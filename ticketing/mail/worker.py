@@ -105,7 +105,9 @@ def log_outcome(pending: Pending, outcome: Outcome) -> None:
 
 
 class Stop:
-    """Set by SIGTERM/SIGINT (or by the serving process) to end the worker after the current batch."""
+    """Set by SIGTERM/SIGINT (or by the serving process) to end a worker process after its current work. The
+    signal handler only sets a flag: taking the shared event's lock in a handler deadlocks when a second signal
+    arrives while the first handler holds it (the serving process's SIGTERM, then the parent-death SIGTERM)."""
 
     def __init__(self, event=None):
         self.event = event

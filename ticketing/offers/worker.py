@@ -10,6 +10,7 @@ import signal
 import time
 
 from ..config import Config
+from ..mail.worker import Stop
 from ..operations.offering import OfferSettings, offer_work
 from ..store import events
 from ..store.db import Connection, DatabaseUnavailable, OperationalError, connect, first_line, resolve_database_url
@@ -47,14 +48,15 @@ def clean_notifications(conn: Connection, session_ttl: float) -> None:
 
 def run_offers(config: Config, stop_event, grace: float = 0.0) -> None:
     """The worker process: offer work until `stop_event` (shared with the serving process) is set."""
+    stop = Stop(stop_event)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    signal.signal(signal.SIGTERM, stop)
     settings = settings_of(config)
     url = resolve_database_url(config.database_url, config.embedded_data)
-    while not stop_event.is_set():
+    while not stop.is_set():
         try:
             with connect(url, autocommit=True) as conn:
-                offer_until_stopped(conn, settings, stop_event, float(config.notification_session_ttl))
+                offer_until_stopped(conn, settings, stop, float(config.notification_session_ttl))
         except (OperationalError, DatabaseUnavailable) as exc:
             log.warning('database unavailable (%s); retrying in %.0f s', first_line(exc), RETRY_SECONDS)
             time.sleep(RETRY_SECONDS)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from outbound.deliver import PERMANENT, SENT, DeliveryResult, Relay, RelaySession
 
 from ..config import Config
+from ..mail.worker import Stop
 from ..metrics import count_delivery
 from ..model import DueMessage
 from ..statuses import OUTBOX_FAILED, OUTBOX_SENT
@@ -176,17 +177,17 @@ def wait_for_work(conn: Connection, stop: threading.Event) -> None:
 def run_delivery_process(config: Config, stop, grace: float = 30.0) -> None:
     """`postdesk serve`'s delivery process: `delivery_workers` threads until `stop` (an Event shared with the
     serving process) is set. A reply being sent when it is set is finished (SMTP timeouts bound it)."""
-    stopping = threading.Event()
+    stopping, terminated = threading.Event(), Stop(stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C goes to the serving process, which decides
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, terminated)
     url = resolve_database_url(config.database_url, config.embedded_data)
     threads = [threading.Thread(target=run_delivery_worker, args=(lambda: connect(url, autocommit=True), config,
                                                                   stopping), name='postdesk-deliver-%d' % n)
                for n in range(config.delivery_workers)]
     for thread in threads:
         thread.start()
-    while not stop.wait(0.5) and not stopping.is_set():
-        pass
+    while not terminated.is_set():
+        stop.wait(0.5)
     stopping.set()
     for thread in threads:
         thread.join(grace + config.relay_timeout)
