@@ -62,7 +62,8 @@ async def store_raw(conn: psycopg.AsyncConnection, items: list[tuple[bytes, Enve
         'SELECT raw_id FROM stored, woken ORDER BY raw_id').format(values)
     params = [SPOOL_PENDING] + [value for row in rows for value in row] + [events.SPOOL_CHANNEL]
     try:
-        cursor = await asyncio.wait_for(conn.execute(statement, params), timeout)
+        async with asyncio.timeout(timeout):          # in this task: no task of its own, no turn of the loop more
+            cursor = await conn.execute(statement, params)
         return [row[0] for row in await cursor.fetchall()]
     except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
         raise SpoolUnavailable(first_line(exc)) from exc
