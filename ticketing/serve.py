@@ -161,7 +161,7 @@ async def _serve(config: Config, smtp: str | None, lmtp: str | None, workers: Wo
     writer = SpoolWriter(config.database_url, config.database_timeout)
     handler = IntakeHandler(config.database_url, writer, recipients, hostname, config.database_timeout)
     servers = await _listen(config, handler, smtp, lmtp, hostname)
-    api = await _start_api(config, http)
+    api = await _start_api(config, http, handler)
     refresher = asyncio.create_task(_refresh_mailboxes(recipients, config.database_url, config.database_timeout))
     supervisor = asyncio.create_task(supervise(workers))
     try:
@@ -176,13 +176,14 @@ async def _serve(config: Config, smtp: str | None, lmtp: str | None, workers: Wo
         await writer.close()
 
 
-async def _start_api(config: Config, http: str | None):
-    """The HTTP API on this loop (imported only when it is on: an SMTP-only serve never loads FastAPI)."""
+async def _start_api(config: Config, http: str | None, handler: IntakeHandler):
+    """The HTTP API on this loop (imported only when it is on: an SMTP-only serve never loads FastAPI); it runs
+    fewer requests at once while mail is being received."""
     if not http:
         return None
     from .api.server import start_api
     address = parse_listen(http)
-    return await start_api(config, address.host, address.port)
+    return await start_api(config, address.host, address.port, mail_active=lambda: handler.transactions > 0)
 
 
 async def _listen(config: Config, handler: IntakeHandler, smtp: str | None, lmtp: str | None, hostname: str):

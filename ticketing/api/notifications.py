@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ..model import Agent
 from . import schemas
+from .admission import waiting_elsewhere
 from .app import SECURITY, ApiError, json_response, state_of
 from .auth import current_agent
 from .cometd import CONNECT
@@ -60,7 +61,9 @@ async def bayeux_messages(request: Request) -> list:
 
 async def bayeux(request: Request, agent: Agent):
     messages = await bayeux_messages(request)
-    return json_response(await state_of(request).bayeux.handle(agent, messages))
+    async with waiting_elsewhere(request.scope):          # a long poll waits for events, not for the loop
+        answers = await state_of(request).bayeux.handle(agent, messages)
+    return json_response(answers)
 
 
 @router.post('/notifications', response_model=None, openapi_extra=SECURITY, responses=RESPONSES)

@@ -16,6 +16,7 @@ import http
 import json
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
@@ -28,6 +29,7 @@ from ..operations.agents import server_key
 from ..store import events
 from ..store.db import connect
 from ..store.pool import Pools
+from .admission import LIMIT, LIMIT_FOR_MAIL, Admission, Turn, admitted
 from .app import ApiState, create_app
 
 log = logging.getLogger('postdesk.serve')
@@ -84,6 +86,20 @@ class BoundedHttpTools(HttpToolsProtocol):
         self.transport.close()
 
 
+class AdmittedHttpTools(BoundedHttpTools):
+    """The protocol with its requests started in the server's admission (admission.Admission): at most so many
+    run at once, the others wait, parsed, until there is room."""
+
+    def _start_asgi_task(self, cycle, app) -> None:
+        self.config.admission.enter(lambda: self._start_admitted(cycle, app))
+
+    def _start_admitted(self, cycle, app) -> bool:
+        if self.transport.is_closing():
+            return False
+        super()._start_asgi_task(cycle, admitted(app, Turn(self.config.admission)))
+        return True
+
+
 class EmbeddedServer(uvicorn.Server):
     """uvicorn's server without its own signal handlers: postdesk's SIGTERM handler stops it."""
 
@@ -104,6 +120,7 @@ class ApiServer:
         """Stop accepting; requests in flight finish within the grace period (uvicorn's graceful shutdown), and
         long polls answer at once."""
         self.server.should_exit = True
+        self.server.config.admission.hurry()
         await self.server.config.app.state.api.bayeux.close()
         try:
             await self.task
@@ -142,15 +159,17 @@ def token_key(config: Config) -> str:
         return server_key(conn)
 
 
-def uvicorn_config(app, config: Config) -> uvicorn.Config:
-    return uvicorn.Config(app, http=BoundedHttpTools, lifespan='off', log_config=None, access_log=False,
-                          proxy_headers=False,
-                          server_header=False, ws='none', timeout_graceful_shutdown=config.shutdown_grace,
-                          timeout_keep_alive=30, backlog=2048)
+def uvicorn_config(app, config: Config, admission: Admission | None = None) -> uvicorn.Config:
+    settings = uvicorn.Config(app, http=AdmittedHttpTools, lifespan='off', log_config=None, access_log=False,
+                              proxy_headers=False, server_header=False, ws='none',
+                              timeout_graceful_shutdown=config.shutdown_grace, timeout_keep_alive=30, backlog=2048)
+    settings.admission = admission or Admission()
+    return settings
 
 
-async def start_api(config: Config, host: str, port: int) -> ApiServer:
-    """Bind, start the server task and wait until it serves. Raises OSError when the address cannot be bound."""
+async def start_api(config: Config, host: str, port: int, mail_active: Callable[[], bool] = lambda: False) -> ApiServer:
+    """Bind, start the server task and wait until it serves; fewer requests run at once while `mail_active()`
+    (admission). Raises OSError when the address cannot be bound."""
     sock = bind(host, port)
     pools = Pools(config.database_url, config.http_pool_size, config.database_timeout)
     await pools.open()
@@ -160,7 +179,7 @@ async def start_api(config: Config, host: str, port: int) -> ApiServer:
                                                            cache.lost)),
                  asyncio.create_task(events.listen_forever(config.database_url, events.EVENT_CHANNEL, bell.ring,
                                                            bell.ring))]
-    server = EmbeddedServer(uvicorn_config(app, config))
+    server = EmbeddedServer(uvicorn_config(app, config, Admission(LIMIT, LIMIT_FOR_MAIL, mail_active)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(STARTUP_SECONDS * 20):
         if server.started or task.done():

@@ -8,7 +8,6 @@ not exist.
 """
 from __future__ import annotations
 
-import datetime
 import re
 import urllib.parse
 
@@ -25,7 +24,9 @@ from ..operations.tickets import BadSave, StaleTicket, save_ticket
 from ..store import views
 from ..store.tickets import TicketNotFound
 from . import schemas
-from .app import LOCALE, SECURITY, ApiError, json_response, not_found, require_json, run_operation, state_of, zone_of
+from .admission import waiting_elsewhere
+from .app import (LOCALE, LOCALE_SELECTING, SECURITY, SELECTING, ApiError, json_response, not_found, require_json,
+                  run_operation, selected, state_of, zone_of)
 from .auth import current_agent
 
 MAX_ID = schemas.MAX_ID
@@ -39,17 +40,17 @@ BINARY = {'content': {'*/*': {'schema': {'type': 'string', 'format': 'binary'}}}
 _SAFE_TYPE = re.compile(r'[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*')
 
 router = APIRouter(prefix='/api/v1')
-Select = Query(None, alias='$select', max_length=2000)
 TicketId = Path(ge=1, le=MAX_ID)
 
 
-@router.post('/Agents/CustomerService/CreateTicketFromMailData', response_model=None, openapi_extra=SECURITY,
+@router.post('/Agents/CustomerService/CreateTicketFromMailData', response_model=None, openapi_extra=SELECTING,
              responses={200: {'model': schemas.TicketInfo, 'description': 'Stored (or a duplicate)'},
                         422: {'model': schemas.Quarantined, 'description': 'Quarantined: it cannot be a ticket'},
                         **BODY_ERRORS},
              dependencies=[Depends(require_json)])
-async def create_ticket_from_mail_data(request: Request, body: schemas.MailData, select: str | None = Select,
+async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
                                        agent: Agent = Depends(current_agent)):
+    select = selected(request)
     if not body.Data:
         raise ApiError(400, 'BadRequest', 'Data: the message is empty')
     state = state_of(request)
@@ -57,7 +58,8 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
     if len(data) > state.config.max_message_bytes:
         raise ApiError(413, 'PayloadTooLarge', 'the message is larger than %d bytes' % state.config.max_message_bytes)
     try:
-        result = await state.mail_intake.store(MailRequest(agent, body.MailboxId, data))
+        async with waiting_elsewhere(request.scope):
+            result = await state.mail_intake.store(MailRequest(agent, body.MailboxId, data))
     except UnknownMailboxId:
         raise not_found('mailbox %d' % body.MailboxId) from None
     outcome = result.outcome
@@ -68,12 +70,12 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
     return json_response(select_fields(created_ticket_info(outcome, url), select))
 
 
-@router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=LOCALE,
+@router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=LOCALE_SELECTING,
             responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag',
                              'headers': ETAG}, **ERRORS})
-async def get_ticket(request: Request, ticket_id: int = TicketId, select: str | None = Select,
-                     zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
-    ticket = await state_of(request).pools.read(views.ticket_view, ticket_id, agent.scope)
+async def get_ticket(request: Request, ticket_id: int = TicketId, agent: Agent = Depends(current_agent)):
+    select, zone = selected(request), zone_of(request)
+    ticket = await state_of(request).tickets.get(ticket_id, agent.scope)
     if ticket is None:
         raise not_found('ticket %d' % ticket_id)
     return json_response(select_fields(ticket_entity(ticket, zone), select), headers={'ETag': etag(ticket)})
@@ -85,7 +87,8 @@ async def get_ticket(request: Request, ticket_id: int = TicketId, select: str | 
 async def list_tickets(request: Request, top: int | None = Query(None, alias='$top', ge=0, le=MAX_ID),
                        skip: int | None = Query(None, alias='$skip', ge=0, le=MAX_ID),
                        filter_text: str | None = Query(None, alias='$filter', max_length=2000),
-                       zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
+                       agent: Agent = Depends(current_agent)):
+    zone = zone_of(request)
     try:
         wanted = ticket_filter(filter_text, top, skip)
     except BadEntity as exc:
@@ -97,7 +100,8 @@ async def list_tickets(request: Request, top: int | None = Query(None, alias='$t
 @router.get('/TicketMessage/{message_id}', response_model=None, openapi_extra=LOCALE,
             responses={200: {'model': schemas.MessageEntity, 'description': 'The message'}, **ERRORS})
 async def get_message(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
-                      zone: datetime.tzinfo | None = Depends(zone_of), agent: Agent = Depends(current_agent)):
+                      agent: Agent = Depends(current_agent)):
+    zone = zone_of(request)
     message = await state_of(request).pools.read(views.message_view, message_id, agent.scope)
     if message is None:
         raise not_found('message %d' % message_id)
@@ -144,8 +148,8 @@ async def get_raw(request: Request, message_id: int = Path(ge=1, le=MAX_ID), age
              dependencies=[Depends(require_json)])
 async def save_ticket_entity(request: Request, body: schemas.TicketEntityIn,
                              if_match: str | None = Header(None, alias='If-Match', max_length=1000),
-                             zone: datetime.tzinfo | None = Depends(zone_of),
                              agent: Agent = Depends(current_agent)):
+    zone = zone_of(request)
     try:
         save = ticket_save(body.model_dump(exclude_unset=True))
         ticket = await run_operation(request, save_ticket, agent, save, if_match)

@@ -207,6 +207,7 @@ class IntakeHandler:
         self.database_timeout = database_timeout
         self.sessions: set[Session] = set()
         self.storing = 0
+        self.transactions = 0          # sessions between an accepted MAIL and the end of their transaction
         self.shutting_down = False
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -299,6 +300,7 @@ class Session:
     async def smtp_MAIL(self, arg):
         await super().smtp_MAIL(arg)
         if self.in_transaction() and self.transaction_timer is None:
+            self.handler.transactions += 1
             self.transaction_timer = self.loop.call_later(self.timeouts.max_transaction, self.cut,
                                                           'transaction took longer than %.0f s'
                                                           % self.timeouts.max_transaction)
@@ -336,6 +338,7 @@ class Session:
         if self.transaction_timer is not None:
             self.transaction_timer.cancel()
             self.transaction_timer = None
+            self.handler.transactions -= 1
 
     def _timeout_cb(self):
         """aiosmtpd's idle timeout (no command, or no bytes during DATA): 421 and a log line, as the other cuts."""

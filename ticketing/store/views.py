@@ -1,6 +1,7 @@
-"""What the HTTP API reads, on the event loop (psycopg's async connections): a ticket with its messages, a page of
-tickets with the total that match a filter, one message with its attachments, an attachment's bytes and a
-message's original bytes (SuperOffice's TicketEntity and TicketMessageEntity, seed 002).
+"""What the HTTP API reads, on the event loop (psycopg's async connections): tickets by id with their messages
+(many at once, for reads asked for concurrently), a page of tickets with the total that match a filter, one
+message with its attachments, an attachment's bytes and a message's original bytes (SuperOffice's TicketEntity
+and TicketMessageEntity, seed 002).
 
 Every read takes the agent's scope (the mailboxes whose tickets it may see; None for all) and finds nothing
 outside it, exactly as it finds nothing that does not exist. A page costs three statements however many tickets
@@ -28,10 +29,10 @@ _BEFORE_HORIZON = sql.SQL(
     "t.last_changed < (SELECT coalesce(min(a.xact_start), 'infinity') FROM pg_stat_activity a "
     "WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid())")
 # One ticket and its messages in one statement: the messages as a JSON array PostgreSQL builds.
-_TICKET_WITH_MESSAGES = (
+_TICKETS_WITH_MESSAGES = (
     'SELECT t.*, (SELECT json_agg(json_build_array(' + MESSAGE_COLUMNS + ') ORDER BY interaction_id) '
     '             FROM interaction i WHERE i.ticket_id = t.ticket_id) '
-    'FROM (' + _TICKET + 'WHERE t.ticket_id = %s AND (%s::int[] IS NULL OR t.mailbox_id = ANY(%s))) AS t')
+    'FROM (' + _TICKET + 'WHERE t.ticket_id = ANY(%s) AND (%s::int[] IS NULL OR t.mailbox_id = ANY(%s))) AS t')
 _MESSAGES_OF = ('SELECT ticket_id, ' + MESSAGE_COLUMNS + ' FROM interaction WHERE ticket_id = ANY(%s) '
                 'ORDER BY ticket_id, interaction_id')
 _MESSAGE = (
@@ -71,12 +72,11 @@ async def messages_of(conn: psycopg.AsyncConnection, ticket_ids: list[int]) -> d
     return {ticket_id: tuple(messages) for ticket_id, messages in found.items()}
 
 
-async def ticket_view(conn: psycopg.AsyncConnection, ticket_id: int, scope: list[int] | None) -> TicketRecord | None:
-    """The ticket with its messages, if it exists and is in scope."""
-    rows = await _rows(conn, _TICKET_WITH_MESSAGES, (ticket_id, scope, scope))
-    if not rows:
-        return None
-    return _record(rows[0][:-1], tuple(message_summary(m) for m in rows[0][-1] or ()))
+async def ticket_views(conn: psycopg.AsyncConnection, ticket_ids: list[int],
+                       scope: list[int] | None) -> dict[int, TicketRecord]:
+    """The tickets with their messages, by id, of those that exist and are in scope (one statement)."""
+    rows = await _rows(conn, _TICKETS_WITH_MESSAGES, (ticket_ids, scope, scope))
+    return {row[0]: _record(row[:-1], tuple(message_summary(m) for m in row[-1] or ())) for row in rows}
 
 
 def message_summary(values: list) -> MessageSummary:
