@@ -9,7 +9,6 @@ import concurrent.futures
 import smtplib
 import time
 
-import httpx
 import pytest
 
 from mails import MAILBOX, make_message

@@ -40,6 +40,27 @@ def test_a_message_that_kills_the_worker_is_quarantined_after_3_crashes_and_the_
     assert conn.execute('SELECT max(crashes) FROM raw_message WHERE raw_id <> %s', (held[0][1],)).fetchone()[0] <= 1
 
 
+def test_a_message_handed_in_over_the_api_that_crashes_the_parser_is_quarantined_and_the_server_goes_on(
+        db_url, tmp_path, mailbox, conn):
+    """CreateTicketFromMailData parses in worker processes: a crash costs a worker, not the server."""
+    from test_api import client, new_agent, post_mail
+    token = new_agent(conn, 'anna', MAILBOX)
+    running = Server(db_url, tmp_path, {'POSTDESK_TEST_CRASH_MARKER': MARKER})
+    try:
+        with client(running, token) as http:
+            poison = post_mail(http, make_message(message_id='<poison@c.example>',
+                                                  headers={'X-Test-Crash': 'kill-the-parser'}))
+            after = [post_mail(http, make_message(message_id='<api-after-%d@c.example>' % n)) for n in range(2)]
+    finally:
+        exit_status = running.stop()
+    assert poison.status_code == 422, poison.text
+    assert poison.json()['Reason'] == 'the parser crashed on it (its worker process died)'
+    assert [answer.status_code for answer in after] == [200, 200]
+    assert exit_status == 0
+    [(reason, data)] = conn.execute('SELECT reason, data FROM quarantine').fetchall()
+    assert reason == poison.json()['Reason'] and b'kill-the-parser' in bytes(data)
+
+
 def spool_one(conn) -> int:
     return conn.execute("INSERT INTO raw_message (sha256, data, size, state) VALUES ('\\x00', 'x', 1, 'pending') "
                         'RETURNING raw_id').fetchone()[0]

@@ -152,6 +152,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def warm_parser(parser) -> None:
+    """Start CreateTicketFromMailData's parse workers in the background (otherwise the first message waits)."""
+    try:
+        await asyncio.to_thread(parser.warm)
+    except Exception as exc:          # parsing starts them again at the first message, and says why it cannot
+        log.warning('the parse workers did not start: %s', exc)
+
+
 def token_key(config: Config) -> str:
     if config.api_token_key:
         return config.api_token_key
@@ -179,6 +187,7 @@ async def start_api(config: Config, host: str, port: int, mail_active: Callable[
                                                            cache.lost)),
                  asyncio.create_task(events.listen_forever(config.database_url, events.EVENT_CHANNEL, bell.ring,
                                                            bell.ring))]
+    listeners.append(asyncio.create_task(warm_parser(app.state.api.mail_intake.parser)))
     server = EmbeddedServer(uvicorn_config(app, config, Admission(LIMIT, LIMIT_FOR_MAIL, mail_active)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(STARTUP_SECONDS * 20):

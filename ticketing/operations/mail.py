@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..intake import Intake
+from ..intake.parse_ahead import ParseResult, parse_raw
 from ..model import QUARANTINED, Agent, Mailbox, Outcome, SourceMessage
 from ..store import mailboxes, quarantine
 from ..store.db import Connection
@@ -29,10 +30,20 @@ class MailResult:
 
 @dataclass(frozen=True)
 class MailRequest:
-    """One CreateTicketFromMailData: who asks, for which mailbox, with which bytes."""
+    """One CreateTicketFromMailData: who asks, for which mailbox, with which bytes (parsed already, when the
+    caller parsed `sent` ahead)."""
     agent: Agent
     mailbox_id: int
     data: bytes
+    parsed: ParseResult | None = None
+
+    def source(self) -> SourceMessage:
+        return SourceMessage(self.data, API_SOURCE, handed_in_by=self.agent.login)
+
+    @property
+    def sent(self) -> bytes:
+        """The bytes intake parses."""
+        return self.source().sent
 
 
 def mailbox_by_id(known: list[Mailbox], agent: Agent, mailbox_id: int) -> Mailbox:
@@ -66,8 +77,10 @@ def create_from_mails(conn: Connection, config: Config,
             results[index] = exc
     for mailbox_id, indexes in by_mailbox.items():
         mailbox = mailbox_by_id(known, requests[indexes[0]].agent, mailbox_id)
-        outcomes = Intake(conn, config, mailbox).store_batch([
-            SourceMessage(requests[i].data, API_SOURCE, handed_in_by=requests[i].agent.login) for i in indexes])
+        intake = Intake(conn, config, mailbox)
+        sources = [requests[i].source() for i in indexes]
+        outcomes = intake.store_parsed(sources, [requests[i].parsed or parse_raw(source.sent, intake.limits)
+                                                 for i, source in zip(indexes, sources)])
         for index, outcome in zip(indexes, outcomes):
             results[index] = result_of(conn, outcome, requests[index].data)
     return results
