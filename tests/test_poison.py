@@ -8,6 +8,8 @@ worker again, SMTP, PostgreSQL.
 """
 from __future__ import annotations
 
+import pathlib
+import signal
 import smtplib
 
 from mails import MAILBOX, make_message
@@ -96,3 +98,44 @@ def test_a_claim_whose_worker_died_counts_a_crash(db_url, conn):
                                       (gone,)).fetchone()[0])
     [reclaimed] = spool.claim_pending(conn, 10)
     assert reclaimed.crashes == 1
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes whose ancestry leads to pid (from /proc)."""
+    parents = {}
+    for entry in pathlib.Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return pathlib.Path('/proc/%d/stat' % pid).read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def test_a_server_killed_outright_leaves_no_parse_worker_or_fork_server_behind(db_url, tmp_path, mailbox, conn):
+    from test_api import client, new_agent, post_mail
+    token = new_agent(conn, 'anna', MAILBOX)
+    running = Server(db_url, tmp_path)
+    try:
+        with client(running, token) as http:
+            assert post_mail(http, make_message()).status_code == 200
+        children = descendants(running.process.pid)
+        commands = [pathlib.Path('/proc/%d/cmdline' % pid).read_bytes() for pid in children if alive(pid)]
+        assert any(b'forkserver' in command for command in commands), commands
+        running.process.send_signal(signal.SIGKILL)
+        running.process.wait(10)
+        assert wait_for(lambda: not any(alive(pid) for pid in children), timeout=15), [
+            pid for pid in children if alive(pid)]
+    finally:
+        running.stop()

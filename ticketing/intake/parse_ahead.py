@@ -12,6 +12,8 @@ import itertools
 import logging
 import multiprocessing
 import os
+import select
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -44,6 +46,22 @@ def parse_raw(raw: bytes, limits: ParseLimits) -> ParseResult:
         return ParseResult(None, 'not a message: %s' % exc)
 
 
+def exit_with(parent_pid: int) -> None:
+    """A pool worker's initializer: the worker ends when `parent_pid` ends. A pool's owner that is killed
+    outright cannot stop its workers, and they would wait on their queue for ever (each holds both ends of it)."""
+    try:
+        watched = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):         # no pidfd here: the pool's owner stops its workers itself
+        return
+
+    def watch() -> None:
+        select.select([watched], [], [])
+        os._exit(0)
+    threading.Thread(target=watch, name='exit-with-parent', daemon=True).start()
+
+
 def parse_batch(raws: list[bytes], limits: ParseLimits) -> list[ParseResult]:
     return [parse_raw(raw, limits) for raw in raws]
 
@@ -66,7 +84,8 @@ def parsed_batches(batches: Iterable[list[SourceMessage]],
         for batch in iterator:
             yield _inline(batch, limits)
         return
-    with ProcessPoolExecutor(max_workers=PARSE_WORKERS, mp_context=multiprocessing.get_context('fork')) as pool:
+    with ProcessPoolExecutor(max_workers=PARSE_WORKERS, mp_context=multiprocessing.get_context('fork'),
+                             initializer=exit_with, initargs=(os.getpid(),)) as pool:
         yield from _pipelined(pool, first, second, iterator, limits)
 
 

@@ -5,20 +5,22 @@ than the event loop and beside the database's work instead of before it.
 The workers are started by a fork server (the server process has threads: forking it would copy locks that
 another thread holds). A message that crashes its worker (a hard crash, not an exception) costs only that
 worker: the messages that were being parsed with it are parsed again, one at a time in a fresh pool, and the one
-that crashes again is answered as not parseable, so it is quarantined with that reason; the server goes on.
+that crashes again is answered as not parseable, so it is quarantined with that reason; the server goes on. A
+server killed outright takes its workers with it (parse_ahead.exit_with), and the fork server then ends too.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from ingest import ParseLimits
 
-from .parse_ahead import PARSE_WORKERS, ParseResult, parse_raw
+from .parse_ahead import PARSE_WORKERS, ParseResult, exit_with, parse_raw
 
 log = logging.getLogger(__name__)
 CRASHED = 'the parser crashed on it (its worker process died)'
@@ -36,7 +38,8 @@ class ParsePool:
             if self.pool is None:
                 context = multiprocessing.get_context('forkserver')
                 context.set_forkserver_preload(['ingest', 'ticketing.intake.parse_ahead'])
-                self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=exit_with,
+                                                initargs=(os.getpid(),))
             return self.pool
 
     async def parse(self, raw: bytes) -> ParseResult:
