@@ -70,10 +70,18 @@ def count_delivery(result: str) -> None:
     _metrics().deliveries.labels(result).inc()
 
 
+_REQUEST_SERIES: dict[tuple[str, str, int], tuple] = {}     # a request's counter and histogram, by their labels
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    metrics = _metrics()
-    metrics.requests.labels(route, method, str(status)).inc()
-    metrics.latency.labels(route, method, str(status)).observe(seconds)
+    series = _REQUEST_SERIES.get((route, method, status))
+    if series is None:
+        metrics = _metrics()
+        labels = (route, method, str(status))
+        series = _REQUEST_SERIES.setdefault((route, method, status), (metrics.requests.labels(*labels),
+                                                                       metrics.latency.labels(*labels)))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def count_statement() -> None:
