@@ -43,7 +43,15 @@ class ParsePool:
             return self.pool
 
     async def parse(self, raw: bytes) -> ParseResult:
-        """The message parsed; a message that crashed the parser twice comes back as not a message."""
+        """The message parsed; a message that crashed the parser twice comes back as not a message. When no
+        worker can be started at all, the message is parsed in a thread of this process instead."""
+        try:
+            return await self.parse_in_pool(raw)
+        except (OSError, RuntimeError) as exc:
+            log.warning('no parse worker could be started (%s); parsing in this process', exc)
+            return await asyncio.to_thread(parse_raw, raw, self.limits)
+
+    async def parse_in_pool(self, raw: bytes) -> ParseResult:
         pool = self.executor()
         try:
             return await asyncio.wrap_future(pool.submit(parse_raw, raw, self.limits))
