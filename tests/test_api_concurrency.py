@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import smtplib
+import socket
 import time
 
+import psycopg
 import pytest
 
 from mails import MAILBOX, make_message
@@ -224,3 +226,60 @@ def long_poll(server: Server, token: str) -> float:
         started = time.monotonic()
         bayeux({'channel': '/meta/connect', 'clientId': client_id, 'connectionType': 'long-polling'})
         return time.monotonic() - started
+
+
+def stalled_upload(port: int) -> socket.socket:
+    """A connection that sends the head of a POST with a body, then nothing."""
+    stalled = socket.create_connection(('127.0.0.1', port), timeout=30)
+    stalled.sendall(b'POST /api/v1/Agents/CustomerService/CreateTicketFromMailData HTTP/1.1\r\nHost: x\r\n'
+                    b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n')
+    return stalled
+
+
+def test_uploads_that_stall_hold_no_turn_even_while_mail_is_being_received(db_url, tmp_path, conn):
+    conn.execute("INSERT INTO mailbox (address, name, is_default) VALUES (%s, 'Support', true)", (MAILBOX,))
+    token = new_agent(conn, 'anna', MAILBOX)
+    server = Server(db_url, tmp_path)
+    stalled = [stalled_upload(server.http_port) for _ in range(10)]
+    try:
+        with client(server, token) as http:
+            assert post_mail(http, make_message()).status_code == 200
+            smtp = smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=30)
+            smtp.ehlo('relay.example')
+            assert smtp.mail('anna@customer.example')[0] == 250        # a transaction open: one turn only
+            started = time.monotonic()
+            answers = [http.get('/api/v1/Ticket/1').status_code for _ in range(20)]
+            elapsed = time.monotonic() - started
+            smtp.quit()
+        assert answers == [200] * 20 and elapsed < 3, elapsed
+    finally:
+        for connection in stalled:
+            connection.close()
+        server.stop()
+
+
+def test_requests_held_back_for_mail_go_on_as_soon_as_the_last_transaction_ends(db_url, tmp_path, conn):
+    conn.execute("INSERT INTO mailbox (address, name, is_default) VALUES (%s, 'Support', true)", (MAILBOX,))
+    token = new_agent(conn, 'anna', MAILBOX)
+    server = Server(db_url, tmp_path)
+    try:
+        with client(server, token) as http:
+            assert post_mail(http, make_message()).status_code == 200
+        locker = psycopg.connect(db_url)
+        locker.execute('LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE')      # the ticket's read waits, in its turn
+        smtp = smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=30)
+        smtp.ehlo('relay.example')
+        assert smtp.mail('anna@customer.example')[0] == 250        # a transaction open: one turn only
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            ticket = pool.submit(lambda: client(server, token).get('/api/v1/Ticket/1').status_code)
+            time.sleep(0.5)
+            health = pool.submit(lambda: client(server).get('/healthz').status_code)
+            time.sleep(0.5)
+            assert not health.done()                       # held back behind the ticket's read
+            smtp.quit()                                    # the last transaction ends: room for eight
+            assert health.result(timeout=3) == 200 and not ticket.done()
+            locker.rollback()
+            assert ticket.result(timeout=10) == 200
+        locker.close()
+    finally:
+        server.stop()

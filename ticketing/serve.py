@@ -183,7 +183,9 @@ async def _start_api(config: Config, http: str | None, handler: IntakeHandler):
         return None
     from .api.server import start_api
     address = parse_listen(http)
-    return await start_api(config, address.host, address.port, mail_active=lambda: handler.transactions > 0)
+    api = await start_api(config, address.host, address.port, mail_active=lambda: handler.transactions > 0)
+    handler.on_quiet = api.admission.admit              # requests held back for mail go on once it is done
+    return api
 
 
 async def _listen(config: Config, handler: IntakeHandler, smtp: str | None, lmtp: str | None, hostname: str):

@@ -6,7 +6,9 @@ the session's step, the database's answer, the session's next step), so on a loo
 250 comes late. The server therefore runs at most `limit` requests at once, enough to keep PostgreSQL busy and
 read tickets in batches, and while mail is being received (an SMTP or LMTP transaction, from MAIL to the reply
 to its DATA) at most `limit_for_mail`, so that each turn is short. The others wait, parsed, in order of arrival,
-and cost the loop nothing.
+and cost the loop nothing. A request with a body (POST, PUT, PATCH) starts at once to read it, and takes its turn
+once it has it whole: a client that sends its body slowly, or not at all, holds no turn. (A client that reads
+its answer slowly holds none either: uvicorn buffers a whole answer and the request ends.)
 
 A request that waits for something other than the loop (an operation in a thread, a batch of intake, a long
 poll) gives its turn back meanwhile, and takes one again afterwards, before any request that has not started.
@@ -85,10 +87,15 @@ class Admission:
 
 
 class Turn:
-    """One request's place among those running."""
+    """One request's place among those running (not held yet by a request started to read its body)."""
 
-    def __init__(self, admission: Admission):
-        self.admission, self.held = admission, True
+    def __init__(self, admission: Admission, held: bool = True):
+        self.admission, self.held = admission, held
+
+    async def take(self) -> None:
+        if not self.held:
+            await self.admission.take_back()
+            self.held = True
 
     def end(self) -> None:
         if self.held:
@@ -114,6 +121,13 @@ def admitted(app, turn: Turn):
         finally:
             turn.end()
     return run
+
+
+async def take_turn(scope: dict) -> None:
+    """A request started without a turn takes one (once its body is read)."""
+    turn = scope.get(TURN_KEY)
+    if turn is not None:
+        await turn.take()
 
 
 def waiting_elsewhere(scope: dict) -> contextlib.AbstractAsyncContextManager:

@@ -30,7 +30,7 @@ from ..formats.superoffice import error_json
 from ..metrics import observe_request
 from ..store.db import DatabaseUnavailable, OperationalError, ValueRefused, first_line
 from ..store.pool import DatabaseBusy, Pools
-from .admission import waiting_elsewhere
+from .admission import take_turn, waiting_elsewhere
 
 log = logging.getLogger('postdesk.api')
 
@@ -231,8 +231,9 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> JSONR
 # ------------------------------------------------------------------------------------------ the guard
 
 class Guard:
-    """Pure ASGI middleware: request bodies are read whole up to the configured size (413 beyond it), and every
-    request's route, status and latency are counted for /metrics."""
+    """Pure ASGI middleware: request bodies are read whole up to the configured size (413 beyond it), before the
+    request takes its turn to run (admission), and every request's route, status and latency are counted for
+    /metrics."""
 
     def __init__(self, app, max_body: int):
         self.app, self.max_body = app, max_body
@@ -253,6 +254,7 @@ class Guard:
                     return await refuse_body(scope, sending, self.max_body)
                 receive = replay(body, receive)
                 scope = as_application_json(scope)
+                await take_turn(scope)
             await self.app(scope, receive, sending)
         except asyncio.CancelledError:
             if not status[0]:

@@ -30,7 +30,7 @@ from ..store import events
 from ..store.db import connect
 from ..store.pool import Pools
 from .admission import LIMIT, LIMIT_FOR_MAIL, Admission, Turn, admitted
-from .app import ApiState, create_app
+from .app import BODY_METHODS, ApiState, create_app
 
 log = logging.getLogger('postdesk.serve')
 STARTUP_SECONDS = 30
@@ -88,10 +88,14 @@ class BoundedHttpTools(HttpToolsProtocol):
 
 class AdmittedHttpTools(BoundedHttpTools):
     """The protocol with its requests started in the server's admission (admission.Admission): at most so many
-    run at once, the others wait, parsed, until there is room."""
+    run at once, the others wait, parsed, until there is room. A request with a body starts at once, without a
+    turn, to read it (the guard takes its turn then)."""
 
     def _start_asgi_task(self, cycle, app) -> None:
-        self.config.admission.enter(lambda: self._start_admitted(cycle, app))
+        if cycle.scope['method'] in BODY_METHODS:
+            super()._start_asgi_task(cycle, admitted(app, Turn(self.config.admission, held=False)))
+        else:
+            self.config.admission.enter(lambda: self._start_admitted(cycle, app))
 
     def _start_admitted(self, cycle, app) -> bool:
         if self.transport.is_closing():
@@ -115,6 +119,10 @@ class ApiServer:
     pools: Pools
     address: str
     listeners: list[asyncio.Task]
+
+    @property
+    def admission(self) -> Admission:
+        return self.server.config.admission
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish within the grace period (uvicorn's graceful shutdown), and

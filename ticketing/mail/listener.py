@@ -25,6 +25,7 @@ import secrets
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiosmtpd.lmtp import LMTP
@@ -208,6 +209,7 @@ class IntakeHandler:
         self.sessions: set[Session] = set()
         self.storing = 0
         self.transactions = 0          # sessions between an accepted MAIL and the end of their transaction
+        self.on_quiet: Callable[[], None] = lambda: None        # called when the last transaction ends
         self.shutting_down = False
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -339,6 +341,8 @@ class Session:
             self.transaction_timer.cancel()
             self.transaction_timer = None
             self.handler.transactions -= 1
+            if not self.handler.transactions:
+                self.handler.on_quiet()
 
     def _timeout_cb(self):
         """aiosmtpd's idle timeout (no command, or no bytes during DATA): 421 and a log line, as the other cuts."""
