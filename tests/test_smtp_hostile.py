@@ -1,10 +1,15 @@
 """What a sending server can get wrong, on a real `postdesk serve` and a real PostgreSQL: bytes that are not a
 message are kept in the quarantine with the reason (as replay keeps them), a sender path that is not a mailbox
-is refused at MAIL FROM, control characters never reach a reply or a log line raw, and the null path of a
-bounce is stored as the empty sender."""
+is refused at MAIL FROM, control characters never reach a reply or a log line raw, the null path of a
+bounce is stored as the empty sender, and a client that leaves before its reply costs the others nothing."""
 from __future__ import annotations
 
+import concurrent.futures
 import smtplib
+import socket
+import time
+
+import psycopg
 
 from mails import MAILBOX, make_message
 from test_serve import Server, mailbox, wait_for  # noqa: F401
@@ -62,3 +67,45 @@ def test_control_characters_are_escaped_in_replies_and_the_log(db_url, tmp_path,
     assert code == 550 and b'\x00' not in text and b'\\x00' in text
     logged = [line for line in running.lines if 'outcome=550' in line]
     assert logged and all('\x00' not in line for line in logged)
+
+
+def send_without_waiting(port: int, message: bytes) -> socket.socket:
+    """A client that sends a whole message and does not wait for the reply (it closes the socket later)."""
+    client = socket.create_connection(('127.0.0.1', port), timeout=10)
+    reader = client.makefile('rb')
+    for line in (None, b'EHLO leaving.example', b'MAIL FROM:<gone@customer.example>',
+                 b'RCPT TO:<%s>' % MAILBOX.encode(), b'DATA'):
+        if line is not None:
+            client.sendall(line + b'\r\n')
+        while reader.readline()[3:4] == b'-':
+            pass
+    client.sendall(message + b'\r\n.\r\n')
+    return client
+
+
+def test_clients_that_leave_before_their_reply_cost_the_other_sessions_nothing(db_url, tmp_path, mailbox, conn):
+    running = Server(db_url, tmp_path)
+    locker = psycopg.connect(db_url)
+    try:
+        locker.execute('LOCK TABLE raw_message IN SHARE MODE')          # every write waits meanwhile
+        leaving = [send_without_waiting(running.smtp_port, make_message(message_id='<gone-%d@customer.example>' % n))
+                   for n in range(2)]
+        time.sleep(0.5)                                                # their messages are being written
+
+        def deliver(n: int) -> dict:
+            with smtplib.SMTP('127.0.0.1', running.smtp_port, timeout=20) as client:
+                return client.sendmail('anna@customer.example', [MAILBOX],
+                                       make_message(message_id='<stays-%d@customer.example>' % n))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            delivered = [pool.submit(deliver, n) for n in range(4)]
+            time.sleep(0.5)
+            for client in leaving:                                     # they leave while their writes wait
+                client.close()
+            time.sleep(1)
+            locker.rollback()
+            assert [d.result(timeout=20) for d in delivered] == [{}] * 4   # every recipient accepted
+    finally:
+        locker.close()
+        running.stop()
+    stored = {mid for (mid,) in conn.execute('SELECT message_id FROM interaction').fetchall()}
+    assert {'stays-%d@customer.example' % n for n in range(4)} <= stored
