@@ -265,21 +265,25 @@ def test_requests_held_back_for_mail_go_on_as_soon_as_the_last_transaction_ends(
     try:
         with client(server, token) as http:
             assert post_mail(http, make_message()).status_code == 200
-        locker = psycopg.connect(db_url)
-        locker.execute('LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE')      # the ticket's read waits, in its turn
-        smtp = smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=30)
-        smtp.ehlo('relay.example')
-        assert smtp.mail('anna@customer.example')[0] == 250        # a transaction open: one turn only
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            ticket = pool.submit(lambda: client(server, token).get('/api/v1/Ticket/1').status_code)
-            time.sleep(0.5)
-            health = pool.submit(lambda: client(server).get('/healthz').status_code)
-            time.sleep(0.5)
-            assert not health.done()                       # held back behind the ticket's read
-            smtp.quit()                                    # the last transaction ends: room for eight
-            assert health.result(timeout=3) == 200 and not ticket.done()
-            locker.rollback()
-            assert ticket.result(timeout=10) == 200
-        locker.close()
+        with psycopg.connect(db_url) as locker:
+            locker.execute('LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE')      # the ticket's read waits, in its turn
+            smtp = smtplib.SMTP('127.0.0.1', server.smtp_port, timeout=30)
+            smtp.ehlo('relay.example')
+            assert smtp.mail('anna@customer.example')[0] == 250        # a transaction open: one turn only
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                ticket = pool.submit(status_of, server, '/api/v1/Ticket/1', token)
+                time.sleep(0.5)
+                health = pool.submit(status_of, server, '/healthz')
+                time.sleep(0.5)
+                assert not health.done()                       # held back behind the ticket's read
+                smtp.quit()                                    # the last transaction ends: room for eight
+                assert health.result(timeout=3) == 200 and not ticket.done()
+                locker.rollback()
+                assert ticket.result(timeout=10) == 200
     finally:
         server.stop()
+
+
+def status_of(server: Server, path: str, token: str | None = None) -> int:
+    with client(server, token) as http:
+        return http.get(path).status_code

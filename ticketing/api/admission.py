@@ -42,12 +42,8 @@ class Admission:
     def enter(self, start: Callable[[], bool]) -> None:
         """`start()` the request now if there is room, else once there is; start returns False for a request
         whose client has gone meanwhile."""
-        if self.room() and not self.starting and not self.resuming:
-            self.running += 1
-            if not start():
-                self.leave()
-        else:
-            self.starting.append(start)
+        self.starting.append(start)
+        self.admit()
 
     def leave(self) -> None:
         self.running -= 1
@@ -108,8 +104,7 @@ class Turn:
         try:
             yield
         finally:
-            await self.admission.take_back()
-            self.held = True
+            await self.take()
 
 
 def admitted(app, turn: Turn):

@@ -58,10 +58,11 @@ class Coalesced:
     async def read(self, taken: dict[Hashable, list[asyncio.Future]], group: tuple | None) -> None:
         try:
             found = await self.pools.read(self.read_many, list(taken), None if group is None else list(group))
-        except BaseException as exc:          # every request of the read gets the error
-            settle(taken, exception=exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:              # every request of the read gets the error
+            settle(taken, exception=exc)
+        except asyncio.CancelledError:
+            settle(taken, cancelled=True)
+            raise
         else:
             settle(taken, found=found)
         finally:
@@ -70,12 +71,14 @@ class Coalesced:
 
 
 def settle(taken: dict[Hashable, list[asyncio.Future]], found: dict | None = None,
-           exception: BaseException | None = None) -> None:
+           exception: Exception | None = None, cancelled: bool = False) -> None:
     for key, futures in taken.items():
         for future in futures:
             if future.done():
                 continue
-            if exception is not None:
+            if cancelled:
+                future.cancel()
+            elif exception is not None:
                 future.set_exception(exception)
             else:
                 future.set_result(found.get(key))

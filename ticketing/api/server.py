@@ -128,7 +128,7 @@ class ApiServer:
         """Stop accepting; requests in flight finish within the grace period (uvicorn's graceful shutdown), and
         long polls answer at once."""
         self.server.should_exit = True
-        self.server.config.admission.hurry()
+        self.admission.hurry()
         await self.server.config.app.state.api.bayeux.close()
         try:
             await self.task
@@ -183,7 +183,8 @@ def uvicorn_config(app, config: Config, admission: Admission | None = None) -> u
     return settings
 
 
-async def start_api(config: Config, host: str, port: int, mail_active: Callable[[], bool] = lambda: False) -> ApiServer:
+async def start_api(config: Config, host: str, port: int,
+                    mail_active: Callable[[], bool] = lambda: False) -> ApiServer:
     """Bind, start the server task and wait until it serves; fewer requests run at once while `mail_active()`
     (admission). Raises OSError when the address cannot be bound."""
     sock = bind(host, port)

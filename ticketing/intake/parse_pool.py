@@ -54,17 +54,20 @@ class ParsePool:
     async def parse_in_pool(self, raw: bytes) -> ParseResult:
         pool = self.executor()
         try:
-            return await asyncio.wrap_future(pool.submit(parse_raw, raw, self.limits))
+            return await self.parsed_by(pool, raw)
         except BrokenProcessPool:
             self.replace(pool)
         async with self.retrying:                  # one at a time: a crash now is this message's own
             pool = self.executor()
             try:
-                return await asyncio.wrap_future(pool.submit(parse_raw, raw, self.limits))
+                return await self.parsed_by(pool, raw)
             except BrokenProcessPool:
                 log.error('a message crashed the parser twice; it is quarantined')
                 self.replace(pool)
                 return ParseResult(None, CRASHED)
+
+    async def parsed_by(self, pool: ProcessPoolExecutor, raw: bytes) -> ParseResult:
+        return await asyncio.wrap_future(pool.submit(parse_raw, raw, self.limits))
 
     def replace(self, broken: ProcessPoolExecutor) -> None:
         """A new pool for the next messages (once per broken pool, whoever notices first)."""

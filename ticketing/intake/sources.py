@@ -116,7 +116,8 @@ def _iter_directory(root: str, visited: set | None = None) -> Iterator[SourceMes
     """The messages of a folder and its sub-folders, each folder read once (a symbolic link back up the tree
     is not followed round again)."""
     visited = set() if visited is None else visited
-    identity = (os.stat(root).st_dev, os.stat(root).st_ino)
+    status = os.stat(root)
+    identity = (status.st_dev, status.st_ino)
     if identity in visited:
         log.warning('%s: a folder read already (a symbolic link loop); skipped', root)
         return

@@ -28,7 +28,7 @@ _IN_SCOPE = sql.SQL('t.mailbox_id = ANY({})')
 _BEFORE_HORIZON = sql.SQL(
     "t.last_changed < (SELECT coalesce(min(a.xact_start), 'infinity') FROM pg_stat_activity a "
     "WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid())")
-# One ticket and its messages in one statement: the messages as a JSON array PostgreSQL builds.
+# Tickets and their messages in one statement: each ticket's messages as a JSON array PostgreSQL builds.
 _TICKETS_WITH_MESSAGES = (
     'SELECT t.*, (SELECT json_agg(json_build_array(' + MESSAGE_COLUMNS + ') ORDER BY interaction_id) '
     '             FROM interaction i WHERE i.ticket_id = t.ticket_id) '
