@@ -18,7 +18,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -348,6 +348,16 @@ def openapi_document(app: FastAPI) -> dict:
     return document
 
 
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """The router's routes, in the app's own list. FastAPI's include_router keeps an included router as a layer
+    that every request passes through (matched route by route once more, with its include context merged):
+    measured here, a tenth of a ticket's GET. These routers have nothing to merge (their prefix is in their
+    paths already; no dependencies, tags or responses of their own), so their routes are the app's."""
+    if router.dependencies or router.tags or router.responses or router.callbacks:
+        raise ValueError('a router with settings of its own must be included (app.include_router)')
+    app.router.routes.extend(router.routes)
+
+
 def create_app(state: ApiState) -> FastAPI:
     from . import genesys, iservice, metrics, notifications, superoffice
     from .auth import AgentCache, Throttle, current_agent
@@ -376,7 +386,7 @@ def create_app(state: ApiState) -> FastAPI:
         app.add_exception_handler(kind, on_value_refused)
     app.add_exception_handler(Exception, on_defect)
     for module in (metrics, superoffice, iservice, genesys, notifications):
-        app.include_router(module.router)
+        add_routes(app, module.router)
     app.add_middleware(Guard, max_body=state.config.http_body_limit())
     app.openapi = lambda: openapi_document(app)
     return app

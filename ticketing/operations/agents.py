@@ -57,7 +57,7 @@ def new_token() -> str:
 
 
 def token_hash(key: str, token: str) -> bytes:
-    return hmac.new(key.encode('utf-8'), token.encode('utf-8'), hashlib.sha256).digest()
+    return hmac.digest(key.encode('utf-8'), token.encode('utf-8'), 'sha256')
 
 
 def server_key(conn: Connection, configured: str = '') -> str:
