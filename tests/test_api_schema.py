@@ -9,10 +9,14 @@ import subprocess
 import sys
 
 import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import PlainTextResponse
 
 from mails import make_message
 from test_api import MAIL_PATH, client, new_agent
 from test_serve import Server
+from ticketing.api.app import add_routes
 
 CHECKS = 'not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance'
 
@@ -56,3 +60,21 @@ def test_the_document_declares_its_errors_and_authentication(db_url, tmp_path, c
     save = document['paths']['/api/v1/Agents/Ticket/SaveTicketEntity']['post']
     assert {'200', '400', '401', '404', '412', '413', '415', '503'} <= set(save['responses'])
     assert '422' not in save['responses']
+
+
+def test_a_router_with_settings_of_its_own_is_not_flattened_into_the_app():
+    """add_routes takes a router's routes as they are; one whose settings include_router would merge into them
+    (tags, dependencies, a response class...) is refused rather than served without them."""
+    def nothing() -> None:
+        return None
+
+    for router in (APIRouter(tags=['x']), APIRouter(dependencies=[Depends(nothing)]),
+                   APIRouter(default_response_class=PlainTextResponse), APIRouter(include_in_schema=False)):
+        router.get('/x')(nothing)
+        with pytest.raises(ValueError):
+            add_routes(FastAPI(), router)
+    plain = APIRouter(prefix='/p')
+    plain.get('/x')(nothing)
+    app = FastAPI()
+    add_routes(app, plain)
+    assert '/p/x' in [getattr(route, 'path', None) for route in app.routes]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -352,10 +353,21 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     """The router's routes, in the app's own list. FastAPI's include_router keeps an included router as a layer
     that every request passes through (matched route by route once more, with its include context merged):
     measured here, a tenth of a ticket's GET. These routers have nothing to merge (their prefix is in their
-    paths already; no dependencies, tags or responses of their own), so their routes are the app's."""
-    if router.dependencies or router.tags or router.responses or router.callbacks:
+    paths already; no dependencies, tags, responses or handlers of their own), so their routes are the app's."""
+    if has_settings(router):
         raise ValueError('a router with settings of its own must be included (app.include_router)')
     app.router.routes.extend(router.routes)
+
+
+_PLAIN_ROUTER = APIRouter()
+_ROUTER_SETTINGS = ('dependencies', 'tags', 'responses', 'callbacks', 'deprecated', 'include_in_schema',
+                    'on_startup', 'on_shutdown', 'route_class')
+
+
+def has_settings(router: APIRouter) -> bool:
+    """Whether the router sets anything include_router would merge into its routes (its prefix aside)."""
+    return (any(getattr(router, name) != getattr(_PLAIN_ROUTER, name) for name in _ROUTER_SETTINGS)
+            or not isinstance(router.default_response_class, DefaultPlaceholder))
 
 
 def create_app(state: ApiState) -> FastAPI:
