@@ -140,6 +140,25 @@ def test_database_unreachable_gives_503_with_retry_after(api, tokens, server_url
     assert ticket.status_code == 503 and ticket.headers['Retry-After']
 
 
+def test_a_message_handed_in_while_the_database_is_unreachable_gets_503_and_is_stored_once_it_is_back(
+        api, tokens, server_url, db_url):
+    """The intake workers keep connections of their own: one the server closed is replaced, not a 500."""
+    message = make_message(message_id='<while-down@customer.example>')
+    with client(api, tokens['anna']) as http:
+        assert post_mail(http, make_message()).status_code == 200          # the workers are connected
+        _set_database_available(server_url, db_url, False)
+        try:
+            refused = post_mail(http, message)
+        finally:
+            _set_database_available(server_url, db_url, True)
+        stored = post_mail(http, message)
+    assert refused.status_code == 503 and refused.headers['Retry-After'], refused.text
+    assert stored.status_code == 200 and stored.json()['Outcome'] == 'new', stored.text
+    with psycopg.connect(db_url) as conn:          # the test's own connection was closed with the others
+        assert conn.execute("SELECT count(*) FROM interaction WHERE message_id = 'while-down@customer.example'"
+                            ).fetchone()[0] == 1
+
+
 # ------------------------------------------------------------------------------------------ authentication
 
 def test_missing_wrong_and_disabled_credentials_get_401_with_a_challenge(api, tokens, conn):

@@ -8,6 +8,7 @@ worker again, SMTP, PostgreSQL.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import pathlib
 import signal
 import smtplib
@@ -61,6 +62,30 @@ def test_a_message_handed_in_over_the_api_that_crashes_the_parser_is_quarantined
     assert exit_status == 0
     [(reason, data)] = conn.execute('SELECT reason, data FROM quarantine').fetchall()
     assert reason == poison.json()['Reason'] and b'kill-the-parser' in bytes(data)
+
+
+def test_a_crash_in_a_batch_costs_only_the_message_that_caused_it(db_url, tmp_path, mailbox, conn):
+    """Messages handed in at once are stored in batches by worker processes: the others of a batch whose worker
+    crashed are stored again on their own, and only the message that crashes again is quarantined."""
+    from test_api import client, new_agent, post_mail
+    token = new_agent(conn, 'anna', MAILBOX)
+    running = Server(db_url, tmp_path, {'POSTDESK_TEST_CRASH_MARKER': MARKER})
+    messages = [make_message(message_id='<batch-%d@c.example>' % n) for n in range(7)]
+    messages.insert(3, make_message(message_id='<poison@c.example>', headers={'X-Test-Crash': 'kill-the-parser'}))
+    try:
+        with client(running, token) as http:
+            with concurrent.futures.ThreadPoolExecutor(len(messages)) as senders:
+                answers = list(senders.map(lambda m: post_mail(http, m), messages))
+            after = post_mail(http, make_message(message_id='<after@c.example>'))
+    finally:
+        exit_status = running.stop()
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [200] * 3 + [422] + [200] * 4, [answer.text for answer in answers]
+    assert answers[3].json()['Reason'] == 'the parser crashed on it (its worker process died)'
+    assert after.status_code == 200 and exit_status == 0
+    stored = {row[0] for row in conn.execute('SELECT message_id FROM interaction').fetchall()}
+    assert stored == {'batch-%d@c.example' % n for n in range(7)} | {'after@c.example'}
+    assert conn.execute('SELECT count(*) FROM quarantine').fetchone()[0] == 1
 
 
 def spool_one(conn) -> int:

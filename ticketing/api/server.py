@@ -35,6 +35,7 @@ from .app import BODY_METHODS, ApiState, create_app
 log = logging.getLogger('postdesk.serve')
 STARTUP_SECONDS = 30
 FINISH_SECONDS = 30
+WARM_SECONDS = 10          # the intake workers may take so long to start before the server says it listens
 MAX_HEAD_BYTES = 64 * 1024
 
 
@@ -160,12 +161,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def warm_parser(parser) -> None:
-    """Start CreateTicketFromMailData's parse workers in the background (otherwise the first message waits)."""
+async def warm_intake(intake) -> None:
+    """Start CreateTicketFromMailData's workers in the background (otherwise the first message waits)."""
     try:
-        await asyncio.to_thread(parser.warm)
-    except Exception as exc:          # parsing starts them again at the first message, and says why it cannot
-        log.warning('the parse workers did not start: %s', exc)
+        await asyncio.to_thread(intake.warm)
+    except Exception as exc:          # the first message starts them again, and says why they cannot start
+        log.warning('the intake workers did not start: %s', exc)
 
 
 def token_key(config: Config) -> str:
@@ -185,8 +186,9 @@ def uvicorn_config(app, config: Config, admission: Admission | None = None) -> u
 
 async def start_api(config: Config, host: str, port: int,
                     mail_active: Callable[[], bool] = lambda: False) -> ApiServer:
-    """Bind, start the server task and wait until it serves; fewer requests run at once while `mail_active()`
-    (admission). Raises OSError when the address cannot be bound."""
+    """Bind, start the server task and wait until it serves, and until CreateTicketFromMailData's workers have
+    started (a server that says it listens answers its first messages without waiting for them); fewer requests
+    run at once while `mail_active()` (admission). Raises OSError when the address cannot be bound."""
     sock = bind(host, port)
     pools = Pools(config.database_url, config.http_pool_size, config.database_timeout)
     await pools.open()
@@ -196,7 +198,8 @@ async def start_api(config: Config, host: str, port: int,
                                                            cache.lost)),
                  asyncio.create_task(events.listen_forever(config.database_url, events.EVENT_CHANNEL, bell.ring,
                                                            bell.ring))]
-    listeners.append(asyncio.create_task(warm_parser(app.state.api.mail_intake.parser)))
+    warming = asyncio.create_task(warm_intake(app.state.api.mail_intake))
+    listeners.append(warming)
     server = EmbeddedServer(uvicorn_config(app, config, Admission(LIMIT, LIMIT_FOR_MAIL, mail_active)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(STARTUP_SECONDS * 20):
@@ -208,6 +211,7 @@ async def start_api(config: Config, host: str, port: int,
             listener.cancel()
         await pools.close()
         task.result()
+    await asyncio.wait([warming], timeout=WARM_SECONDS)     # serving at full speed once it says it listens
     bound = sock.getsockname()
     address = '%s:%d' % (bound[0], bound[1])
     log.info('HTTP listening on %s (max %d bytes per request body, %d database connections)', address,

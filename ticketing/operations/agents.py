@@ -9,7 +9,6 @@ agent table without the key cannot test tokens offline.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
