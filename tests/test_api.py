@@ -545,6 +545,35 @@ def test_metrics_count_requests_smtp_replies_outcomes_and_depths(api, tokens):
     assert 'postdesk_queue_depth{queue="spool"} 0.0' in text and 'postdesk_queue_depth{queue="outbox"}' in text
 
 
+def test_a_shutdown_whose_grace_ends_answers_each_message_as_what_became_of_it(db_url, tmp_path, tokens):
+    """More messages than the grace lets be stored: each request is answered 200 (and its message is stored) or
+    503 (and it is not: the client sends it again), never 503 for a message that is then stored."""
+    running = Server(db_url, tmp_path, {'POSTDESK_SHUTDOWN_GRACE': '1'})
+    big = ('x' * 76 + '\n') * 13_000
+    messages = {'<grace-%d@x>' % n: make_message(message_id='<grace-%d@x>' % n, body=big) for n in range(24)}
+    answers: dict[str, int] = {}
+
+    def send(message_id: str) -> None:
+        with client(running, tokens['anna']) as http:
+            try:
+                answers[message_id] = post_mail(http, messages[message_id]).status_code
+            except httpx.TransportError:
+                answers[message_id] = 0
+    threads = [threading.Thread(target=send, args=(message_id,)) for message_id in messages]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(answers) >= 2)                  # the others are received, waiting or being stored
+    running.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(90)
+    assert running.stop() == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        stored = {'<%s>' % row[0] for row in conn.execute('SELECT message_id FROM interaction').fetchall()}
+    assert set(answers.values()) <= {200, 503, 0}, answers
+    assert {m for m, status in answers.items() if status == 200} <= stored
+    assert not {m for m, status in answers.items() if status == 503} & stored, answers
+
+
 def test_sigterm_lets_requests_in_flight_finish_and_exits_0(db_url, tmp_path, tokens):
     running = Server(db_url, tmp_path)
     answers, errors = [], []

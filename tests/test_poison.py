@@ -82,6 +82,7 @@ def test_a_crash_in_a_batch_costs_only_the_message_that_caused_it(db_url, tmp_pa
     statuses = [answer.status_code for answer in answers]
     assert statuses == [200] * 3 + [422] + [200] * 4, [answer.text for answer in answers]
     assert answers[3].json()['Reason'] == 'the parser crashed on it (its worker process died)'
+    assert {answer.json()['Outcome'] for n, answer in enumerate(answers) if n != 3} == {'new'}, 'each stored once'
     assert after.status_code == 200 and exit_status == 0
     stored = {row[0] for row in conn.execute('SELECT message_id FROM interaction').fetchall()}
     assert stored == {'batch-%d@c.example' % n for n in range(7)} | {'after@c.example'}

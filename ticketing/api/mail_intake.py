@@ -1,12 +1,16 @@
 """CreateTicketFromMailData's messages are parsed and stored in worker processes (operations.mail_workers), in
 batches, as SMTP's spool writer shares commits: requests that arrive while the workers are busy wait for the next
-batch, which takes all of them (up to the intake's batch size) in one transaction. Each worker stores one batch at
-a time, and the workers store theirs at once; one request alone is stored at once.
+batch, which takes all of them (up to the intake's batch size) in one transaction. Each worker, in a pool of its
+own, stores one batch at a time, and the workers store theirs at once; one request alone is stored at once.
 
-A message that crashes its worker (a hard crash, not an exception) costs only that worker: the messages of the
-batches that were running are stored again one at a time, each in a pool of its own, and the one that crashes
-again is quarantined as not parseable; the server goes on. When no worker can be started at all, batches are
-stored in a thread of this process instead.
+A message that crashes its worker (a hard crash, not an exception) costs only that worker and its batch (the
+other workers are in other pools): the batch's messages are stored again one at a time, each in a pool of its
+own, and the one that crashes again is quarantined as not parseable; the server goes on. When no worker can be
+started at all, batches are stored in a thread of this process instead.
+
+A request whose batch has started is answered with what became of its message, even when the shutdown's grace
+ends meanwhile; one whose batch has not started yet when the grace ends is answered 503 and its message is not
+stored (the client sends it again).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import asyncio
 import dataclasses
 import logging
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from ..config import Config
 from ..intake.parse_ahead import PARSE_WORKERS, ParseResult
@@ -27,54 +32,65 @@ CRASHED = 'the parser crashed on it (its worker process died)'
 FINISH_SECONDS = 30        # at close, batches being stored may finish for so long
 
 
+@dataclass(eq=False)
+class Waiting:
+    """A request waiting for its batch, and whether its batch has started."""
+    request: MailRequest
+    answer: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    started: bool = False
+
+
 class MailIntake:
     def __init__(self, pools: Pools, config: Config, workers: int = PARSE_WORKERS):
-        self.pools, self.config, self.workers = pools, config, workers
-        self.pool = self.new_pool(workers)
+        self.pools, self.config = pools, config
+        self.pools_of_workers = [self.new_pool() for _ in range(workers)]
         self.queue: asyncio.Queue | None = None
         self.batchers: list[asyncio.Task] = []
         self.storing: set[asyncio.Future] = set()
         self.alone = asyncio.Lock()           # messages stored again after a crash, one at a time
 
-    def new_pool(self, workers: int) -> WorkerPool:
-        return WorkerPool(workers, mail_workers.PRELOAD, mail_workers.start, (self.config,))
+    def new_pool(self) -> WorkerPool:
+        return WorkerPool(1, mail_workers.PRELOAD, mail_workers.start, (self.config,))
 
     async def store(self, request: MailRequest) -> MailResult:
         """What became of the message. Raises UnknownMailboxId, or what storing raised (DatabaseUnavailable...)."""
         if not self.batchers or all(task.done() for task in self.batchers):
             self.queue = asyncio.Queue()
-            self.batchers = [asyncio.create_task(self.run()) for _ in range(self.workers)]
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((request, future))
-        result = await future
+            self.batchers = [asyncio.create_task(self.run(pool)) for pool in self.pools_of_workers]
+        waiting = Waiting(request)
+        await self.queue.put(waiting)
+        result = await answer_of(waiting)
         if isinstance(result, UnknownMailboxId):
             raise result
         return result
 
-    async def next_batch(self) -> list:
-        """The next request, and those waiting with it."""
-        batch = [await self.queue.get()]
-        while len(batch) < self.config.batch_size and not self.queue.empty():
-            batch.append(self.queue.get_nowait())
+    async def next_batch(self) -> list[Waiting]:
+        """The next requests still waiting (up to the batch size), marked started."""
+        batch = []
+        while not batch or (len(batch) < self.config.batch_size and not self.queue.empty()):
+            waiting = await self.queue.get()
+            if not waiting.answer.done():         # else its request was cancelled before its batch started
+                waiting.started = True
+                batch.append(waiting)
         return batch
 
-    async def run(self) -> None:
+    async def run(self, pool: WorkerPool) -> None:
         while True:
             batch = await self.next_batch()
             try:
-                results = await self.store_batch([request for request, _ in batch])
+                results = await self.store_batch(pool, [waiting.request for waiting in batch])
             except Exception as exc:          # every waiting request gets the error; the batcher goes on
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for waiting in batch:
+                    if not waiting.answer.done():
+                        waiting.answer.set_exception(exc)
                 continue
-            for (_, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
+            for waiting, result in zip(batch, results):
+                if not waiting.answer.done():
+                    waiting.answer.set_result(result)
 
-    async def store_batch(self, requests: list[MailRequest]) -> list:
+    async def store_batch(self, pool: WorkerPool, requests: list[MailRequest]) -> list:
         try:
-            return await self.in_worker(self.pool, requests)
+            return await self.in_worker(pool, requests)
         except BrokenProcessPool:
             return await self.store_alone(requests)
         except WorkersUnavailable as exc:
@@ -94,7 +110,7 @@ class MailIntake:
         results = []
         async with self.alone:
             for request in requests:
-                pool = self.new_pool(1)
+                pool = self.new_pool()
                 try:
                     results += await self.in_worker(pool, [request])
                 except BrokenProcessPool:
@@ -112,7 +128,8 @@ class MailIntake:
     def warm(self) -> None:
         """Start the workers and their connections now rather than at the first message (blocks: call it in a
         thread)."""
-        self.pool.warm(mail_workers.open_connection)
+        for pool in self.pools_of_workers:
+            pool.warm(mail_workers.open_connection)
 
     async def close(self) -> None:
         if self.storing:
@@ -120,4 +137,18 @@ class MailIntake:
         for task in self.batchers:
             task.cancel()
         await asyncio.gather(*self.batchers, return_exceptions=True)
-        self.pool.close()
+        for pool in self.pools_of_workers:
+            pool.close()
+
+
+async def answer_of(waiting: Waiting):
+    """The request's answer. Cancelled (the shutdown's grace ended) before its batch started, the request gives up
+    its place; after, it waits for the batch: what was stored is answered as stored."""
+    try:
+        return await asyncio.shield(waiting.answer)
+    except asyncio.CancelledError:
+        if not waiting.started:
+            waiting.answer.cancel()
+            raise
+        asyncio.current_task().uncancel()
+        return await asyncio.shield(waiting.answer)
