@@ -8,6 +8,7 @@ worker again, SMTP, PostgreSQL.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import pathlib
 import signal
@@ -87,6 +88,40 @@ def test_a_crash_in_a_batch_costs_only_the_message_that_caused_it(db_url, tmp_pa
     stored = {row[0] for row in conn.execute('SELECT message_id FROM interaction').fetchall()}
     assert stored == {'batch-%d@c.example' % n for n in range(7)} | {'after@c.example'}
     assert conn.execute('SELECT count(*) FROM quarantine').fetchone()[0] == 1
+
+
+def test_messages_handed_in_are_stored_in_the_server_when_no_worker_can_start(db_url, mailbox, conn):
+    """A fault these tests cannot cause for real (they run as root, whom process limits do not bind): the intake's
+    worker pool stands in for one whose workers cannot be started. The message is stored all the same."""
+    from ticketing.api.mail_intake import MailIntake
+    from ticketing.config import Config
+    from ticketing.intake.worker_pool import WorkersUnavailable
+    from ticketing.model import Agent
+    from ticketing.operations.mail import MailRequest
+    from ticketing.store.pool import Pools
+
+    class NoWorkers:
+        async def run(self, function, *args):
+            raise WorkersUnavailable('the fork server cannot start')
+
+        def close(self) -> None:
+            pass
+
+    async def hand_in():
+        pools = Pools(db_url, 2, 5)
+        await pools.open()
+        intake = MailIntake(pools, Config(database_url=db_url))
+        intake.pools_of_workers = [NoWorkers()]
+        try:
+            return await intake.store(MailRequest(Agent(1, 'anna', 'Anna', None, 'admin', True), 1,
+                                                  make_message(message_id='<no-workers@c.example>')))
+        finally:
+            await intake.close()
+            await pools.close()
+    result = asyncio.run(hand_in())
+    assert result.outcome.outcome == 'new'
+    assert conn.execute("SELECT count(*) FROM interaction WHERE message_id = 'no-workers@c.example'"
+                        ).fetchone()[0] == 1
 
 
 def spool_one(conn) -> int:

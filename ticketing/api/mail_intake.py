@@ -94,8 +94,7 @@ class MailIntake:
         except BrokenProcessPool:
             return await self.store_alone(requests)
         except WorkersUnavailable as exc:
-            log.warning('no intake worker could be started (%s); storing in this process', exc)
-            return await asyncio.to_thread(self.store_now, requests)
+            return await self.store_here(requests, exc)
 
     async def in_worker(self, pool: WorkerPool, requests: list[MailRequest]) -> list:
         """The batch stored by a worker. Once it is being stored, it is let finish even when the request waiting
@@ -117,9 +116,15 @@ class MailIntake:
                     log.error('a message crashed its intake worker twice; it is quarantined')
                     crashed = dataclasses.replace(request, parsed=ParseResult(None, CRASHED))
                     results += await asyncio.to_thread(self.store_now, [crashed])
+                except WorkersUnavailable as exc:
+                    results += await self.store_here([request], exc)
                 finally:
                     pool.close()
         return results
+
+    async def store_here(self, requests: list[MailRequest], why: WorkersUnavailable) -> list:
+        log.warning('no intake worker could be started (%s); storing in this process', why)
+        return await asyncio.to_thread(self.store_now, requests)
 
     def store_now(self, requests: list[MailRequest]) -> list:
         with self.pools.operation_connection() as conn:
