@@ -47,7 +47,6 @@ class MailIntake:
         self.queue: asyncio.Queue | None = None
         self.batchers: list[asyncio.Task] = []
         self.storing: set[asyncio.Future] = set()
-        self.alone = asyncio.Lock()           # messages stored again after a crash, one at a time
 
     def new_pool(self) -> WorkerPool:
         return WorkerPool(1, mail_workers.PRELOAD, mail_workers.start, (self.config,))
@@ -107,19 +106,18 @@ class MailIntake:
     async def store_alone(self, requests: list[MailRequest]) -> list:
         """After a crash: each message on its own, in a pool of its own, so that a crash now is that message's."""
         results = []
-        async with self.alone:
-            for request in requests:
-                pool = self.new_pool()
-                try:
-                    results += await self.in_worker(pool, [request])
-                except BrokenProcessPool:
-                    log.error('a message crashed its intake worker twice; it is quarantined')
-                    crashed = dataclasses.replace(request, parsed=ParseResult(None, CRASHED))
-                    results += await asyncio.to_thread(self.store_now, [crashed])
-                except WorkersUnavailable as exc:
-                    results += await self.store_here([request], exc)
-                finally:
-                    pool.close()
+        for request in requests:
+            pool = self.new_pool()
+            try:
+                results += await self.in_worker(pool, [request])
+            except BrokenProcessPool:
+                log.error('a message crashed its intake worker twice; it is quarantined')
+                crashed = dataclasses.replace(request, parsed=ParseResult(None, CRASHED))
+                results += await asyncio.to_thread(self.store_now, [crashed])
+            except WorkersUnavailable as exc:
+                results += await self.store_here([request], exc)
+            finally:
+                pool.close()
         return results
 
     async def store_here(self, requests: list[MailRequest], why: WorkersUnavailable) -> list:

@@ -29,7 +29,7 @@ from ..operations.agents import server_key
 from ..store import events
 from ..store.db import connect
 from ..store.pool import Pools
-from .admission import LIMIT, LIMIT_FOR_MAIL, Admission, Turn, admitted
+from .admission import Admission, Turn, admitted
 from .app import BODY_METHODS, ApiState, create_app
 
 log = logging.getLogger('postdesk.serve')
@@ -200,7 +200,7 @@ async def start_api(config: Config, host: str, port: int,
                                                            bell.ring))]
     warming = asyncio.create_task(warm_intake(app.state.api.mail_intake))
     listeners.append(warming)
-    server = EmbeddedServer(uvicorn_config(app, config, Admission(LIMIT, LIMIT_FOR_MAIL, mail_active)))
+    server = EmbeddedServer(uvicorn_config(app, config, Admission(mail_active=mail_active)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(STARTUP_SECONDS * 20):
         if server.started or task.done():

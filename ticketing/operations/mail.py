@@ -30,8 +30,8 @@ class MailResult:
 
 @dataclass(frozen=True)
 class MailRequest:
-    """One CreateTicketFromMailData: who asks, for which mailbox, with which bytes (parsed already, when the
-    caller parsed `sent` ahead)."""
+    """One CreateTicketFromMailData: who asks, for which mailbox, with which bytes (and what parsing them gave,
+    when the caller knows it already: a message that crashed the parser)."""
     agent: Agent
     mailbox_id: int
     data: bytes
@@ -39,11 +39,6 @@ class MailRequest:
 
     def source(self) -> SourceMessage:
         return SourceMessage(self.data, API_SOURCE, handed_in_by=self.agent.login)
-
-    @property
-    def sent(self) -> bytes:
-        """The bytes intake parses."""
-        return self.source().sent
 
 
 def mailbox_by_id(known: list[Mailbox], agent: Agent, mailbox_id: int) -> Mailbox:
