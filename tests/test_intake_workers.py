@@ -5,6 +5,8 @@ from __future__ import annotations
 import smtplib
 import threading
 
+import psycopg
+
 from mails import MAILBOX, make_message
 from test_serve import Server, mailbox, wait_for   # noqa: F401 (fixture)
 
@@ -69,3 +71,24 @@ def test_two_servers_on_one_database_receiving_the_same_messages_at_once_store_e
     assert (total, distinct) == (40, 40)
     assert conn.execute("SELECT count(*) FROM raw_message WHERE state = 'done'").fetchone()[0] == 160
     assert conn.execute('SELECT count(*) FROM quarantine').fetchone()[0] == 0
+
+
+def test_a_sender_another_writer_commits_while_a_batch_waits_for_it_is_found_not_lost(db_url, conn):
+    """Two writers take the same new sender at once: the batch whose insert waited for the other's commit gets
+    the person the other committed (its own statement's snapshot cannot see it; the next statement does)."""
+    from ticketing.store.batches import upsert_persons
+    with psycopg.connect(db_url) as other, psycopg.connect(db_url) as batch:
+        other.execute("INSERT INTO person (email, full_name) VALUES ('anna@customer.example', 'Anna')")
+        found: list = []
+        waiting = threading.Thread(target=lambda: found.append(
+            upsert_persons(batch, {'anna@customer.example': 'Anna S', 'ben@customer.example': 'Ben'})))
+        waiting.start()
+        wait_for(lambda: conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                      "AND datname = current_database()").fetchone()[0] == 1, timeout=10)
+        other.commit()
+        waiting.join(10)
+        batch.commit()
+    persons = dict(conn.execute('SELECT email, person_id FROM person').fetchall())
+    assert found == [{'anna@customer.example': persons['anna@customer.example'],
+                      'ben@customer.example': persons['ben@customer.example']}]
+    assert len(persons) == 2

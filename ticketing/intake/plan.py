@@ -57,17 +57,10 @@ def ids_to_look_up(parsed: ParsedMail, message_id: str) -> Iterator[str]:
 
 def learn(conn: Connection, placements: list[Placement]) -> Knowledge:
     knowledge = Knowledge()
-    by_mailbox: dict[int, set[str]] = {}
     ticket_ids: set[int] = set()
     for p in placements:
-        by_mailbox.setdefault(p.mailbox.mailbox_id, set()).update(ids_to_look_up(p.prepared.parsed,
-                                                                                p.prepared.message_id))
         ticket_ids.update(referenced_ticket_ids(p.prepared.parsed))
-    for mailbox_id, ids in by_mailbox.items():
-        for mid, found in batches.known_messages(conn, mailbox_id, sorted(ids)).items():
-            knowledge.known[(mailbox_id, mid)] = found
-            ticket_ids.add(found[0])
-    ticket_ids.update(learn_waiting(conn, placements, knowledge))
+    ticket_ids.update(learn_threads(conn, placements, knowledge))
     knowledge.facts, knowledge.summaries = batches.ticket_facts(conn, sorted(ticket_ids))
     knowledge.active_work, knowledge.ticket_queues = batches.work_of_tickets(conn, sorted(ticket_ids))
     people = senders(placements)
@@ -77,16 +70,25 @@ def learn(conn: Connection, placements: list[Placement]) -> Knowledge:
     return knowledge
 
 
-def learn_waiting(conn: Connection, placements: list[Placement], knowledge: Knowledge) -> set[int]:
-    """The replies stored before the batch's messages that name them; the tickets they opened."""
-    by_mailbox: dict[int, set[str]] = {}
+def learn_threads(conn: Connection, placements: list[Placement], knowledge: Knowledge) -> set[int]:
+    """What each mailbox knows of the Message-IDs the batch's messages name (the messages they continue), and the
+    replies stored before them that name them; the tickets of both."""
+    looked_up: dict[int, set[str]] = {}
+    own: dict[int, set[str]] = {}
     for p in placements:
-        by_mailbox.setdefault(p.mailbox.mailbox_id, set()).add(p.prepared.message_id)
+        mailbox_id = p.mailbox.mailbox_id
+        looked_up.setdefault(mailbox_id, set()).update(ids_to_look_up(p.prepared.parsed, p.prepared.message_id))
+        own.setdefault(mailbox_id, set()).add(p.prepared.message_id)
     tickets = set()
-    for mailbox_id, ids in by_mailbox.items():
-        for mid, waiting in batches.waiting_replies(conn, mailbox_id, sorted(ids)).items():
-            knowledge.waiting[(mailbox_id, mid)] = waiting
-            tickets.update(w.ticket_id for w in waiting)
+    for mailbox_id in looked_up:
+        known, waiting = batches.thread_lookups(conn, mailbox_id, sorted(looked_up[mailbox_id]),
+                                                sorted(own[mailbox_id]))
+        for mid, found in known.items():
+            knowledge.known[(mailbox_id, mid)] = found
+            tickets.add(found[0])
+        for mid, replies in waiting.items():
+            knowledge.waiting[(mailbox_id, mid)] = replies
+            tickets.update(w.ticket_id for w in replies)
     return tickets
 
 
@@ -126,9 +128,10 @@ class IdPool:
     def __init__(self, conn: Connection, placements: list[Placement]):
         stored = [p for p in placements if p.reason is None]
         unstored = {id(p.prepared) for p in stored if p.prepared.message.raw_id is None}
-        self.tickets = iter(batches.allocate_ids(conn, 'ticket', 'ticket_id', len(stored)))
-        self.interactions = iter(batches.allocate_ids(conn, 'interaction', 'interaction_id', len(stored)))
-        self._raw = iter(batches.allocate_ids(conn, 'raw_message', 'raw_id', len(unstored)))
+        tickets, interactions, raw = batches.allocate_many_ids(conn, [
+            ('ticket', 'ticket_id', len(stored)), ('interaction', 'interaction_id', len(stored)),
+            ('raw_message', 'raw_id', len(unstored))])
+        self.tickets, self.interactions, self._raw = iter(tickets), iter(interactions), iter(raw)
         self._raw_ids: dict[int, int] = {}
 
     def raw_id(self, placement: Placement) -> tuple[int, bool]:

@@ -11,6 +11,7 @@ from ..config import Config
 from ..intake import Intake
 from ..intake.parse_ahead import ParseResult, parse_raw
 from ..model import QUARANTINED, Agent, Mailbox, Outcome, SourceMessage
+from ..routing import directory_of
 from ..store import mailboxes, quarantine
 from ..store.db import Connection
 
@@ -63,6 +64,7 @@ def create_from_mails(conn: Connection, config: Config,
     batch (one transaction, as replay's batches; a message that fails costs only itself). The results in the
     order of the requests; an UnknownMailboxId for a request whose mailbox does not exist for its agent."""
     known = mailboxes.load_mailboxes(conn)
+    directory = directory_of(known)
     results: list[MailResult | UnknownMailboxId | None] = [None] * len(requests)
     by_mailbox: dict[int, list[int]] = {}
     for index, request in enumerate(requests):
@@ -72,7 +74,7 @@ def create_from_mails(conn: Connection, config: Config,
             results[index] = exc
     for mailbox_id, indexes in by_mailbox.items():
         mailbox = mailbox_by_id(known, requests[indexes[0]].agent, mailbox_id)
-        intake = Intake(conn, config, mailbox)
+        intake = Intake(conn, config, mailbox, directory)
         sources = [requests[i].source() for i in indexes]
         outcomes = intake.store_parsed(sources, [requests[i].parsed or parse_raw(source.sent, intake.limits)
                                                  for i, source in zip(indexes, sources)])

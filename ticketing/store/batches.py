@@ -30,33 +30,42 @@ from .writes import copy_rows, insert_blobs, insert_interactions, insert_rows
 # `lower(email) = ANY(...)` as a sequential scan (measured with EXPLAIN on 20,000 rows: 29 ms instead of 2 ms per
 # batch). A LATERAL subquery with LIMIT 1 per key leaves it the choice between one probe of the unique index and
 # scanning the table for each key, and it takes the probe as soon as the table is more than a few pages.
-_KNOWN_MESSAGES = ('SELECT i.message_id, i.ticket_id, i.interaction_id FROM unnest(%s::text[]) AS q (mid) '
-                   'CROSS JOIN LATERAL (SELECT message_id, ticket_id, interaction_id FROM interaction '
-                   '                    WHERE mailbox_id = %s AND message_id = q.mid LIMIT 1) AS i')
+_THREAD_LOOKUPS = (
+    'SELECT false, i.message_id, i.ticket_id, i.interaction_id, NULL::timestamptz FROM unnest(%s::text[]) AS q (mid) '
+    'CROSS JOIN LATERAL (SELECT message_id, ticket_id, interaction_id FROM interaction '
+    '                    WHERE mailbox_id = %s AND message_id = q.mid LIMIT 1) AS i '
+    'UNION ALL SELECT true, w.message_id, w.ticket_id, w.interaction_id, w.sent_date '
+    'FROM unnest(%s::text[]) AS q (mid) CROSS JOIN LATERAL '
+    '  (SELECT * FROM thread_wait WHERE mailbox_id = %s AND message_id = q.mid) AS w')
 _PERSONS = ('SELECT q.email, p.person_id FROM unnest(%s::text[]) AS q (email) '
             'CROSS JOIN LATERAL (SELECT person_id FROM person WHERE lower(email) = q.email LIMIT 1) AS p')
+# Inserted and existing persons in one statement: the rows it inserts are not visible to its own scan of person,
+# so each email comes once, from the INSERT or from the scan. A person another writer committed while this
+# statement waited for it is in neither (the statement's snapshot is older): _PERSONS finds it then.
+_UPSERT_PERSONS = (
+    'WITH wanted AS (SELECT e, n FROM unnest(%s::text[], %s::text[]) AS u (e, n)), '
+    '     added AS (INSERT INTO person (email, full_name) SELECT e, n FROM wanted '
+    '               ON CONFLICT (lower(email)) DO NOTHING RETURNING lower(email) AS email, person_id) '
+    'SELECT email, person_id FROM added '
+    'UNION ALL SELECT q.e, p.person_id FROM wanted AS q '
+    '  CROSS JOIN LATERAL (SELECT person_id FROM person WHERE lower(email) = q.e LIMIT 1) AS p')
 
-def known_messages(conn: psycopg.Connection, mailbox_id: int, message_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """message_id -> (ticket_id, interaction_id) for the ids already stored in the mailbox."""
-    if not message_ids:
-        return {}
-    rows = conn.execute(_KNOWN_MESSAGES, (message_ids, mailbox_id)).fetchall()
-    return {mid: (ticket_id, interaction_id) for mid, ticket_id, interaction_id in rows}
-
-
-def waiting_replies(conn: psycopg.Connection, mailbox_id: int,
-                    message_ids: list[str]) -> dict[str, list[WaitingReply]]:
-    """message_id -> the messages stored before it that named it and opened tickets of their own."""
-    if not message_ids:
-        return {}
-    rows = conn.execute('SELECT w.message_id, w.ticket_id, w.interaction_id, w.sent_date '
-                        'FROM unnest(%s::text[]) AS q (mid) CROSS JOIN LATERAL '
-                        '  (SELECT * FROM thread_wait WHERE mailbox_id = %s AND message_id = q.mid) AS w',
-                        (message_ids, mailbox_id)).fetchall()
-    found: dict[str, list[WaitingReply]] = {}
-    for mid, ticket_id, interaction_id, sent_date in rows:
-        found.setdefault(mid, []).append(WaitingReply(ticket_id, interaction_id, sent_date))
-    return found
+def thread_lookups(conn: psycopg.Connection, mailbox_id: int, message_ids: list[str], own_ids: list[str]
+                   ) -> tuple[dict[str, tuple[int, int]], dict[str, list[WaitingReply]]]:
+    """In one statement, for a mailbox: message_id -> (ticket_id, interaction_id) of the `message_ids` already
+    stored, and message_id -> the messages stored before that named one of `own_ids` (the batch's own) and
+    opened tickets of their own."""
+    if not message_ids and not own_ids:
+        return {}, {}
+    rows = conn.execute(_THREAD_LOOKUPS, (message_ids, mailbox_id, own_ids, mailbox_id)).fetchall()
+    known: dict[str, tuple[int, int]] = {}
+    waiting: dict[str, list[WaitingReply]] = {}
+    for is_wait, mid, ticket_id, interaction_id, sent_date in rows:
+        if is_wait:
+            waiting.setdefault(mid, []).append(WaitingReply(ticket_id, interaction_id, sent_date))
+        else:
+            known[mid] = (ticket_id, interaction_id)
+    return known, waiting
 
 
 def ticket_facts(conn: psycopg.Connection, ticket_ids: list[int]) -> tuple[dict[int, TicketFacts],
@@ -116,9 +125,11 @@ def upsert_persons(conn: psycopg.Connection, people: dict[str, str]) -> dict[str
     if not people:
         return {}
     emails = sorted(people)          # one lock order for every writer: concurrent batches do not deadlock
-    conn.execute('INSERT INTO person (email, full_name) SELECT e, n FROM unnest(%s::text[], %s::text[]) AS u(e, n) '
-                 'ON CONFLICT (lower(email)) DO NOTHING', (emails, [people[e] for e in emails]))
-    return dict(conn.execute(_PERSONS, (emails,)).fetchall())
+    found = dict(conn.execute(_UPSERT_PERSONS, (emails, [people[e] for e in emails])).fetchall())
+    missing = [email for email in emails if email not in found]
+    if missing:                      # committed by another writer after this statement began: seen by the next
+        found.update(conn.execute(_PERSONS, (missing,)).fetchall())
+    return found
 
 
 def existing_blobs(conn: psycopg.Connection, digests: list[bytes]) -> set[bytes]:
@@ -140,11 +151,21 @@ def analyze_intake_tables(conn: psycopg.Connection) -> None:
 
 def allocate_ids(conn: psycopg.Connection, table: str, column: str, count: int) -> list[int]:
     """Take `count` ids from a serial column's sequence, so rows can be written by COPY with their ids known."""
-    if count == 0:
-        return []
-    rows = conn.execute('SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)',
-                        (table, column, count)).fetchall()
-    return [r[0] for r in rows]
+    return allocate_many_ids(conn, [(table, column, count)])[0]
+
+
+def allocate_many_ids(conn: psycopg.Connection, wanted: list[tuple[str, str, int]]) -> list[list[int]]:
+    """The ids of several serial columns at once, in one statement: (table, column, count) -> that many ids."""
+    asked = [(table, column, count) for table, column, count in wanted if count > 0]
+    if not asked:
+        return [[] for _ in wanted]
+    rows = conn.execute(
+        'SELECT array(SELECT nextval(s.seq) FROM generate_series(1, w.n)) '
+        'FROM unnest(%s::text[], %s::text[], %s::int[]) WITH ORDINALITY AS w (t, c, n, k) '
+        'CROSS JOIN LATERAL (SELECT pg_get_serial_sequence(w.t, w.c)::regclass AS seq) AS s ORDER BY w.k',
+        ([t for t, _, _ in asked], [c for _, c, _ in asked], [n for _, _, n in asked])).fetchall()
+    found = iter(ids for ids, in rows)
+    return [next(found) if count > 0 else [] for _, _, count in wanted]
 
 
 # -------------------------------------------------------------------------------------------------- writing

@@ -3,6 +3,8 @@ fields, and attachment bytes stored once by sha256.
 """
 from __future__ import annotations
 
+import functools
+
 import psycopg
 from psycopg import sql
 
@@ -18,22 +20,29 @@ def copy_rows(conn: psycopg.Connection, table: str, row_type: type, rows: list[t
     """COPY rows in; with binary_types, in PostgreSQL's binary format (bytes cross as they are, not as hex)."""
     if not rows:
         return
-    statement = sql.SQL('COPY {} ({}) FROM STDIN{}').format(
-        sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, columns(row_type))),
-        sql.SQL(' (FORMAT BINARY)' if binary_types else ''))
     with conn.cursor() as cur:
-        with cur.copy(statement) as copy:
+        with cur.copy(copy_statement(table, row_type, bool(binary_types))) as copy:
             if binary_types:
                 copy.set_types(list(binary_types))
             for row in rows:
                 copy.write_row(row)
 
 
-def insert_statement(table: str, row_type: type, suffix: str = '') -> sql.Composed:
+@functools.cache
+def copy_statement(table: str, row_type: type, binary: bool) -> str:
+    """The COPY statement of a row type, composed once: composing it again for each batch cost more than its
+    execution in a small one."""
+    return sql.SQL('COPY {} ({}) FROM STDIN{}').format(
+        sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, columns(row_type))),
+        sql.SQL(' (FORMAT BINARY)' if binary else '')).as_string(None)
+
+
+@functools.cache
+def insert_statement(table: str, row_type: type, suffix: str = '') -> str:
     names = columns(row_type)
     return sql.SQL('INSERT INTO {} ({}) VALUES ({}){}').format(
         sql.Identifier(table), sql.SQL(', ').join(map(sql.Identifier, names)),
-        sql.SQL(', ').join(sql.Placeholder() * len(names)), sql.SQL(suffix))
+        sql.SQL(', ').join(sql.Placeholder() * len(names)), sql.SQL(suffix)).as_string(None)
 
 
 def insert_rows(conn: psycopg.Connection, table: str, row_type: type, rows: list[tuple]) -> None:
