@@ -2,6 +2,9 @@
 batches, as SMTP's spool writer shares commits: requests that arrive while the workers are busy wait for the next
 batch, which takes all of them (up to the intake's batch size) in one transaction. Each worker, in a pool of its
 own, stores one batch at a time, and the workers store theirs at once; one request alone is stored at once.
+While another worker is storing, a batch waits a moment for more requests (the clients just answered send
+their next at once), and it takes at most an even share of the requests in the intake, so that the workers'
+batches stay even.
 
 A message that crashes its worker (a hard crash, not an exception) costs only that worker and its batch (the
 other workers are in other pools): the batch's messages are stored again one at a time, each in a pool of its
@@ -29,6 +32,7 @@ from ..store.pool import Pools
 
 log = logging.getLogger('postdesk.api')
 CRASHED = 'the parser crashed on it (its worker process died)'
+LINGER_SECONDS = 0.002     # while another worker stores, a batch waits so long for one more request
 FINISH_SECONDS = 30        # at close, batches being stored may finish for so long
 
 
@@ -47,6 +51,7 @@ class MailIntake:
         self.queue: asyncio.Queue | None = None
         self.batchers: list[asyncio.Task] = []
         self.storing: set[asyncio.Future] = set()
+        self.requests = 0                  # requests waiting for their answer
 
     def new_pool(self) -> WorkerPool:
         return WorkerPool(1, mail_workers.PRELOAD, mail_workers.start, (self.config,))
@@ -57,8 +62,12 @@ class MailIntake:
             self.queue = asyncio.Queue()
             self.batchers = [asyncio.create_task(self.run(pool)) for pool in self.pools_of_workers]
         waiting = Waiting(request)
-        await self.queue.put(waiting)
-        result = await answer_of(waiting)
+        self.requests += 1
+        try:
+            await self.queue.put(waiting)
+            result = await answer_of(waiting)
+        finally:
+            self.requests -= 1
         if isinstance(result, UnknownMailboxId):
             raise result
         return result
@@ -66,12 +75,38 @@ class MailIntake:
     async def next_batch(self) -> list[Waiting]:
         """The next requests still waiting (up to the batch size), marked started."""
         batch = []
-        while not batch or (len(batch) < self.config.batch_size and not self.queue.empty()):
-            waiting = await self.queue.get()
+        while len(batch) < self.batch_limit():
+            waiting = await self.next_waiting(first=not batch)
+            if waiting is None:
+                break
             if not waiting.answer.done():         # else its request was cancelled before its batch started
                 waiting.started = True
                 batch.append(waiting)
         return batch
+
+    def batch_limit(self) -> int:
+        """The batch size, or an even share of the requests in the intake (waiting, or in batches being stored)
+        when that is less: the workers' batches stay even, as one batch of seven beside one of one takes longer
+        than two of four."""
+        share = -(-self.requests // len(self.pools_of_workers))
+        return max(1, min(self.config.batch_size, share))
+
+    async def next_waiting(self, first: bool) -> Waiting | None:
+        """The next request of the queue, waited for when the batch has none yet; None when the batch should
+        start. While another worker is storing (the intake is busy), the batch waits LINGER_SECONDS for one
+        more: the clients just answered send their next messages at once, and a batch of one costs nearly what
+        a batch of four does."""
+        if first:
+            return await self.queue.get()
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if not self.storing:
+            return None
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
 
     async def run(self, pool: WorkerPool) -> None:
         while True:
