@@ -257,3 +257,18 @@ def test_small_liberties_clients_take(api, tokens, conn):
     [api_param] = [p for p in document['paths'][ISERVICE]['post']['parameters'] if p['name'] == 'api']
     assert sorted(api_param['schema']['enum']) == ['send', 'sendleaveopen']
     assert json.loads(json.dumps(document))
+
+
+def test_a_ticket_id_that_is_not_one_is_400_after_the_credentials(api, tokens):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        answers = {path: http.get('/api/v1/Ticket/%s' % path) for path in ('0', '-3', 'abc', '1.5', '9' * 20)}
+        padded = [http.get('/api/v1/Ticket/%s' % form) for form in ('+%d' % ticket_id, '0%d' % ticket_id)]
+    with client(api) as anonymous:
+        unauthenticated = anonymous.get('/api/v1/Ticket/abc')
+    for path, answer in answers.items():
+        assert_json_status(answer, 400)
+        assert answer.json()['Details'][0]['loc'] == ['path', 'ticket_id'], path
+    assert [answer.json()['TicketId'] for answer in padded] == [ticket_id, ticket_id]
+    assert_json_status(unauthenticated, 401)
+    assert 'WWW-Authenticate' in unauthenticated.headers

@@ -25,8 +25,8 @@ from ..store import views
 from ..store.tickets import TicketNotFound
 from . import schemas
 from .admission import waiting_elsewhere
-from .app import (LOCALE, LOCALE_SELECTING, SECURITY, SELECTING, ApiError, json_response, not_found, require_json,
-                  run_operation, selected, state_of, zone_of)
+from .app import (LOCALE, LOCALE_SELECTING, SECURITY, SELECTING, ApiError, json_response, not_found, path_id,
+                  path_id_parameter, require_json, run_operation, selected, state_of, zone_of)
 from .auth import current_agent
 
 MAX_ID = schemas.MAX_ID
@@ -40,7 +40,6 @@ BINARY = {'content': {'*/*': {'schema': {'type': 'string', 'format': 'binary'}}}
 _SAFE_TYPE = re.compile(r'[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*')
 
 router = APIRouter(prefix='/api/v1')
-TicketId = Path(ge=1, le=MAX_ID)
 
 
 @router.post('/Agents/CustomerService/CreateTicketFromMailData', response_model=None, openapi_extra=SELECTING,
@@ -70,10 +69,14 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
     return json_response(select_fields(created_ticket_info(outcome, url), select))
 
 
-@router.get('/Ticket/{ticket_id}', response_model=None, openapi_extra=LOCALE_SELECTING,
+@router.get('/Ticket/{ticket_id}', response_model=None,
+            openapi_extra={**LOCALE_SELECTING,
+                           'parameters': [path_id_parameter('ticket_id')] + LOCALE_SELECTING['parameters']},
             responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag',
                              'headers': ETAG}, **ERRORS})
-async def get_ticket(request: Request, ticket_id: int = TicketId, agent: Agent = Depends(current_agent)):
+async def get_ticket(request: Request):      # the hottest route: credentials and id read here (app.path_id)
+    agent = await current_agent(request)
+    ticket_id = path_id(request, 'ticket_id')
     select, zone = selected(request), zone_of(request)
     ticket = await state_of(request).tickets.get(ticket_id, agent.scope)
     if ticket is None:
