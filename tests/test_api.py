@@ -92,8 +92,11 @@ def test_errors_are_json_with_their_status(api, tokens):
         not_json = http.post(MAIL_PATH, content=b'MailboxId=1', headers={'Content-Type': 'text/plain'})
         too_large = http.post(MAIL_PATH, json={'MailboxId': 1, 'Data': 'x' * 400000})
         bad_id = http.get('/api/v1/Ticket/notanumber')
+        two_routes = http.post('/api/v2/interactions/1', json={})
     assert [r.status_code for r in (missing, wrong_method, malformed, not_json, too_large, bad_id)] == \
         [404, 405, 400, 415, 413, 400]
+    assert wrong_method.headers['Allow'] == 'GET'
+    assert two_routes.status_code == 405 and two_routes.headers['Allow'] == 'GET, PUT'   # every route of the path
     for response in (missing, wrong_method, malformed, not_json, too_large, bad_id):
         assert response.headers['content-type'].startswith('application/json')
         assert response.json()['Status'] == response.status_code and response.json()['Error']

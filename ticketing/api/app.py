@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..config import Config
 from ..formats.iservice import error_object
@@ -112,8 +113,20 @@ async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else 'error'
-    return error_response(request, exc.status_code, _KINDS.get(exc.status_code, 'Error'), message,
-                          getattr(exc, 'headers', None))
+    headers = getattr(exc, 'headers', None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), 'Allow': allowed_methods(request)}
+    return error_response(request, exc.status_code, _KINDS.get(exc.status_code, 'Error'), message, headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path answers (RFC 9110, 10.2.1): Starlette's 405 names only those of the first
+    route whose path matches, and /api/v2/interactions/{id} has two."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, 'methods', None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ', '.join(sorted(methods))
 
 
 def validation_details(exc: RequestValidationError) -> list[dict]:
