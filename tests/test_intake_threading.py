@@ -1,6 +1,9 @@
 """Threading and storing inbound mail into tickets, against a real PostgreSQL."""
 from __future__ import annotations
 
+import threading
+
+import psycopg
 import pytest
 
 from mails import MAILBOX, make_bounce, make_message
@@ -266,3 +269,34 @@ def test_message_stored_meanwhile_by_another_writer_is_a_duplicate(conn, config,
     [outcome] = result['o']
     assert outcome.outcome == 'duplicate'
     assert count(conn, 'interaction') == 1 and count(conn, 'ticket') == 1 and count(conn, 'raw_message') == 1
+
+
+@pytest.mark.parametrize('first', ['question', 'reply'])
+def test_a_reply_and_its_question_stored_at_once_by_two_writers_share_a_ticket(db_url, conn, config, mailbox, first):
+    """One writer has stored one of the two and not committed yet when the other writer stores the other: the
+    second waits for the first's commit, sees its rows, and threads onto its ticket (either way round)."""
+    import threading
+
+    import psycopg
+    question = make_message(message_id='<race-q@customer.example>', subject='Where is my order?')
+    reply = make_message(message_id='<race-r@customer.example>', subject='Re: Where is my order?',
+                         in_reply_to='<race-q@customer.example>')
+    held, other = (question, reply) if first == 'question' else (reply, question)
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as writer:
+        holder.execute('SELECT 1')                 # a transaction the first batch's savepoint stays inside
+        [held_outcome] = Intake(holder, config, mailbox).store_batch([SourceMessage(held, 'held.eml')])
+        outcomes: list = []
+        second = threading.Thread(target=lambda: outcomes.extend(
+            Intake(writer, config, mailbox).store_batch([SourceMessage(other, 'other.eml')])))
+        second.start()
+        for _ in range(100):                       # until the second writer waits for the first (or is done)
+            if not second.is_alive() or conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                    'AND datname = current_database()').fetchone()[0]:
+                break
+            second.join(0.05)
+        holder.commit()
+        second.join(30)
+    [other_outcome] = outcomes
+    assert other_outcome.ticket.ticket_id == held_outcome.ticket.ticket_id
+    assert count(conn, 'ticket') == 1

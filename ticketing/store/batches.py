@@ -25,6 +25,11 @@ from .writes import copy_rows, insert_blobs, insert_interactions, insert_rows
 
 # ---------------------------------------------------------------------------------------- batch knowledge
 
+THREAD_LOCK = 831_723      # pg_advisory_xact_lock(THREAD_LOCK, hash of mailbox and Message-ID)
+_LOCK_THREADS = ('SELECT count(pg_advisory_xact_lock(%s::int4, h)) FROM '
+                 "(SELECT DISTINCT hashtext(m::text || ' ' || mid) AS h "
+                 ' FROM unnest(%s::int[], %s::text[]) AS k (m, mid) ORDER BY 1) AS keys')
+
 # One index probe per key, whatever the statistics say. A table filled by a long replay has none yet (autovacuum
 # is late, or off), and PostgreSQL then plans `message_id = ANY(...)` as a scan of the whole mailbox and
 # `lower(email) = ANY(...)` as a sequential scan (measured with EXPLAIN on 20,000 rows: 29 ms instead of 2 ms per
@@ -49,6 +54,16 @@ _UPSERT_PERSONS = (
     'SELECT email, person_id FROM added '
     'UNION ALL SELECT q.e, p.person_id FROM wanted AS q '
     '  CROSS JOIN LATERAL (SELECT person_id FROM person WHERE lower(email) = q.e LIMIT 1) AS p')
+
+def lock_threads(conn: psycopg.Connection, keys: list[tuple[int, str]]) -> None:
+    """Hold until the transaction ends a lock on each (mailbox_id, Message-ID) a batch stores or names (int4 keys:
+    THREAD_LOCK and the pair's hash; taken in one order by every writer, so they cannot deadlock). A batch that
+    stores or names one of them waits for the holder to commit, and its lookups, later statements, see the
+    holder's rows: without it, a reply and the message it answers stored at the same moment by two writers each
+    missed the other, and opened two tickets."""
+    if keys:
+        conn.execute(_LOCK_THREADS, (THREAD_LOCK, [m for m, _ in keys], [mid for _, mid in keys]))
+
 
 def thread_lookups(conn: psycopg.Connection, mailbox_id: int, message_ids: list[str], own_ids: list[str]
                    ) -> tuple[dict[str, tuple[int, int]], dict[str, list[WaitingReply]]]:
