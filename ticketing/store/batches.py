@@ -25,9 +25,13 @@ from .writes import copy_rows, insert_blobs, insert_interactions, insert_rows
 
 # ---------------------------------------------------------------------------------------- batch knowledge
 
-THREAD_LOCK = 831_723      # pg_advisory_xact_lock(THREAD_LOCK, hash of mailbox and Message-ID)
+THREAD_LOCK = 831_723      # pg_advisory_xact_lock(THREAD_LOCK, bucket of mailbox and Message-ID)
+# A batch's Message-IDs fall into THREAD_LOCK_BUCKETS locks: advisory locks take room in PostgreSQL's shared
+# lock table (max_locks_per_transaction x max_connections, 6,400 by default), and a batch of 100 messages with
+# long References chains names thousands. Two batches whose IDs share a bucket only wait for each other.
+THREAD_LOCK_BUCKETS = 1024
 _LOCK_THREADS = ('SELECT count(pg_advisory_xact_lock(%s::int4, h)) FROM '
-                 "(SELECT DISTINCT hashtext(m::text || ' ' || mid) AS h "
+                 "(SELECT DISTINCT hashtext(m::text || ' ' || mid) & %s AS h "
                  ' FROM unnest(%s::int[], %s::text[]) AS k (m, mid) ORDER BY 1) AS keys')
 
 # One index probe per key, whatever the statistics say. A table filled by a long replay has none yet (autovacuum
@@ -57,12 +61,13 @@ _UPSERT_PERSONS = (
 
 def lock_threads(conn: psycopg.Connection, keys: list[tuple[int, str]]) -> None:
     """Hold until the transaction ends a lock on each (mailbox_id, Message-ID) a batch stores or names (int4 keys:
-    THREAD_LOCK and the pair's hash; taken in one order by every writer, so they cannot deadlock). A batch that
+    THREAD_LOCK and the pair's bucket; taken in one order by every writer, so they cannot deadlock). A batch that
     stores or names one of them waits for the holder to commit, and its lookups, later statements, see the
     holder's rows: without it, a reply and the message it answers stored at the same moment by two writers each
     missed the other, and opened two tickets."""
     if keys:
-        conn.execute(_LOCK_THREADS, (THREAD_LOCK, [m for m, _ in keys], [mid for _, mid in keys]))
+        conn.execute(_LOCK_THREADS, (THREAD_LOCK, THREAD_LOCK_BUCKETS - 1, [m for m, _ in keys],
+                                     [mid for _, mid in keys]))
 
 
 def thread_lookups(conn: psycopg.Connection, mailbox_id: int, message_ids: list[str], own_ids: list[str]
