@@ -275,9 +275,6 @@ def test_message_stored_meanwhile_by_another_writer_is_a_duplicate(conn, config,
 def test_a_reply_and_its_question_stored_at_once_by_two_writers_share_a_ticket(db_url, conn, config, mailbox, first):
     """One writer has stored one of the two and not committed yet when the other writer stores the other: the
     second waits for the first's commit, sees its rows, and threads onto its ticket (either way round)."""
-    import threading
-
-    import psycopg
     question = make_message(message_id='<race-q@customer.example>', subject='Where is my order?')
     reply = make_message(message_id='<race-r@customer.example>', subject='Re: Where is my order?',
                          in_reply_to='<race-q@customer.example>')

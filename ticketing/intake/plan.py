@@ -79,7 +79,7 @@ def learn_threads(conn: Connection, placements: list[Placement], knowledge: Know
         mailbox_id = p.mailbox.mailbox_id
         looked_up.setdefault(mailbox_id, set()).update(ids_to_look_up(p.prepared.parsed, p.prepared.message_id))
         own.setdefault(mailbox_id, set()).add(p.prepared.message_id)
-    batches.lock_threads(conn, sorted((mailbox_id, mid) for mailbox_id, ids in looked_up.items() for mid in ids))
+    batches.lock_threads(conn, [(mailbox_id, mid) for mailbox_id, ids in looked_up.items() for mid in ids])
     tickets = set()
     for mailbox_id in looked_up:
         known, waiting = batches.thread_lookups(conn, mailbox_id, sorted(looked_up[mailbox_id]),

@@ -59,6 +59,7 @@ _UPSERT_PERSONS = (
     'UNION ALL SELECT q.e, p.person_id FROM wanted AS q '
     '  CROSS JOIN LATERAL (SELECT person_id FROM person WHERE lower(email) = q.e LIMIT 1) AS p')
 
+
 def lock_threads(conn: psycopg.Connection, keys: list[tuple[int, str]]) -> None:
     """Hold until the transaction ends a lock on each (mailbox_id, Message-ID) a batch stores or names (int4 keys:
     THREAD_LOCK and the pair's bucket; taken in one order by every writer, so they cannot deadlock). A batch that
