@@ -111,7 +111,7 @@ def test_messages_handed_in_are_stored_in_the_server_when_no_worker_can_start(db
         pools = Pools(db_url, 2, 5)
         await pools.open()
         intake = MailIntake(pools, Config(database_url=db_url))
-        intake.pools_of_workers = [NoWorkers()]
+        intake.workers = [NoWorkers()]
         try:
             return await intake.store(MailRequest(Agent(1, 'anna', 'Anna', None, 'admin', True), 1,
                                                   make_message(message_id='<no-workers@c.example>')))

@@ -1,15 +1,15 @@
 """CreateTicketFromMailData's messages are parsed and stored in worker processes (operations.mail_workers), in
 batches, as SMTP's spool writer shares commits: requests that arrive while the workers are busy wait for the next
-batch, which takes all of them (up to the intake's batch size) in one transaction. Each worker, in a pool of its
-own, stores one batch at a time, and the workers store theirs at once; one request alone is stored at once.
-While another worker is storing, a batch waits a moment for more requests (the clients just answered send
-their next at once), and it takes at most an even share of the requests in the intake, so that the workers'
-batches stay even.
+batch, which takes all of them (up to the intake's batch size) in one transaction. Each worker (a process of its
+own, intake.worker_pool) stores one batch at a time, and the workers store theirs at once; one request alone is
+stored at once. While another worker is storing, a batch waits a moment for more requests (the clients just
+answered send their next at once), and it takes at most an even share of the requests in the intake, so that the
+workers' batches stay even.
 
 A message that crashes its worker (a hard crash, not an exception) costs only that worker and its batch (the
-other workers are in other pools): the batch's messages are stored again one at a time, each in a pool of its
-own, and the one that crashes again is quarantined as not parseable; the server goes on. When no worker can be
-started at all, batches are stored in a thread of this process instead.
+other workers are other processes): the batch's messages are stored again one at a time, each in a new worker of
+its own, and the one that crashes again is quarantined as not parseable; the server goes on. When no worker can
+be started at all, batches are stored in a thread of this process instead.
 
 A request whose batch has started is answered with what became of its message, even when the shutdown's grace
 ends meanwhile; one whose batch has not started yet when the grace ends is answered 503 and its message is not
@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from ..config import Config
 from ..intake.parse_ahead import PARSE_WORKERS, ParseResult
-from ..intake.worker_pool import WorkerPool, WorkersUnavailable
+from ..intake.worker_pool import WorkerDied, WorkerProcess, WorkersUnavailable
 from ..operations import mail_workers
 from ..operations.mail import MailRequest, MailResult, UnknownMailboxId, create_from_mails
 from ..store.pool import Pools
@@ -47,20 +46,20 @@ class Waiting:
 class MailIntake:
     def __init__(self, pools: Pools, config: Config, workers: int = PARSE_WORKERS):
         self.pools, self.config = pools, config
-        self.pools_of_workers = [self.new_pool() for _ in range(workers)]
+        self.workers = [self.new_worker() for _ in range(workers)]
         self.queue: asyncio.Queue | None = None
         self.batchers: list[asyncio.Task] = []
         self.storing: set[asyncio.Future] = set()
         self.requests = 0                  # requests waiting for their answer
 
-    def new_pool(self) -> WorkerPool:
-        return WorkerPool(1, mail_workers.PRELOAD, mail_workers.start, (self.config,))
+    def new_worker(self) -> WorkerProcess:
+        return WorkerProcess(mail_workers.PRELOAD, mail_workers.start, (self.config,))
 
     async def store(self, request: MailRequest) -> MailResult:
         """What became of the message. Raises UnknownMailboxId, or what storing raised (DatabaseUnavailable...)."""
         if not self.batchers or all(task.done() for task in self.batchers):
             self.queue = asyncio.Queue()
-            self.batchers = [asyncio.create_task(self.run(pool)) for pool in self.pools_of_workers]
+            self.batchers = [asyncio.create_task(self.run(worker)) for worker in self.workers]
         waiting = Waiting(request)
         self.requests += 1
         try:
@@ -88,7 +87,7 @@ class MailIntake:
         """The batch size, or an even share of the requests in the intake (waiting, or in batches being stored)
         when that is less: the workers' batches stay even, as one batch of seven beside one of one takes longer
         than two of four."""
-        share = -(-self.requests // len(self.pools_of_workers))
+        share = -(-self.requests // len(self.workers))
         return max(1, min(self.config.batch_size, share))
 
     async def next_waiting(self, first: bool) -> Waiting | None:
@@ -108,11 +107,11 @@ class MailIntake:
         except TimeoutError:
             return None
 
-    async def run(self, pool: WorkerPool) -> None:
+    async def run(self, worker: WorkerProcess) -> None:
         while True:
             batch = await self.next_batch()
             try:
-                results = await self.store_batch(pool, [waiting.request for waiting in batch])
+                results = await self.store_batch(worker, [waiting.request for waiting in batch])
             except Exception as exc:          # every waiting request gets the error; the batcher goes on
                 for waiting in batch:
                     if not waiting.answer.done():
@@ -122,37 +121,38 @@ class MailIntake:
                 if not waiting.answer.done():
                     waiting.answer.set_result(result)
 
-    async def store_batch(self, pool: WorkerPool, requests: list[MailRequest]) -> list:
+    async def store_batch(self, worker: WorkerProcess, requests: list[MailRequest]) -> list:
         try:
-            return await self.in_worker(pool, requests)
-        except BrokenProcessPool:
+            return await self.in_worker(worker, requests)
+        except WorkerDied:
             return await self.store_alone(requests)
         except WorkersUnavailable as exc:
             return await self.store_here(requests, exc)
 
-    async def in_worker(self, pool: WorkerPool, requests: list[MailRequest]) -> list:
+    async def in_worker(self, worker: WorkerProcess, requests: list[MailRequest]) -> list:
         """The batch stored by a worker. Once it is being stored, it is let finish even when the request waiting
         for it is cancelled (a shutdown whose grace ended): what was stored is answered as stored."""
-        running = asyncio.ensure_future(pool.run(mail_workers.store, requests))
+        running = asyncio.ensure_future(worker.run(mail_workers.store, requests))
         self.storing.add(running)
         running.add_done_callback(self.storing.discard)
         return await asyncio.shield(running)
 
     async def store_alone(self, requests: list[MailRequest]) -> list:
-        """After a crash: each message on its own, in a pool of its own, so that a crash now is that message's."""
+        """After a crash: each message on its own, in a new worker of its own, so that a crash now is that
+        message's."""
         results = []
         for request in requests:
-            pool = self.new_pool()
+            worker = self.new_worker()
             try:
-                results += await self.in_worker(pool, [request])
-            except BrokenProcessPool:
+                results += await self.in_worker(worker, [request])
+            except WorkerDied:
                 log.error('a message crashed its intake worker twice; it is quarantined')
                 crashed = dataclasses.replace(request, parsed=ParseResult(None, CRASHED))
                 results += await asyncio.to_thread(self.store_now, [crashed])
             except WorkersUnavailable as exc:
                 results += await self.store_here([request], exc)
             finally:
-                pool.close()
+                worker.close()
         return results
 
     async def store_here(self, requests: list[MailRequest], why: WorkersUnavailable) -> list:
@@ -163,11 +163,9 @@ class MailIntake:
         with self.pools.operation_connection() as conn:
             return create_from_mails(conn, self.config, requests)
 
-    def warm(self) -> None:
-        """Start the workers and their connections now rather than at the first message (blocks: call it in a
-        thread)."""
-        for pool in self.pools_of_workers:
-            pool.warm(mail_workers.open_connection)
+    async def warm(self) -> None:
+        """Start the workers and their connections now rather than at the first message."""
+        await asyncio.gather(*(worker.run(mail_workers.open_connection) for worker in self.workers))
 
     async def close(self) -> None:
         if self.storing:
@@ -175,8 +173,8 @@ class MailIntake:
         for task in self.batchers:
             task.cancel()
         await asyncio.gather(*self.batchers, return_exceptions=True)
-        for pool in self.pools_of_workers:
-            pool.close()
+        for worker in self.workers:
+            worker.close()
 
 
 async def answer_of(waiting: Waiting):

@@ -164,7 +164,7 @@ def bind(host: str, port: int) -> socket.socket:
 async def warm_intake(intake) -> None:
     """Start CreateTicketFromMailData's workers in the background (otherwise the first message waits)."""
     try:
-        await asyncio.to_thread(intake.warm)
+        await intake.warm()
     except Exception as exc:          # the first message starts them again, and says why they cannot start
         log.warning('the intake workers did not start: %s', exc)
 

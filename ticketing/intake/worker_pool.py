@@ -1,11 +1,15 @@
 """Worker processes for a long-running server (the HTTP API's CreateTicketFromMailData, which parses and stores its
 messages in them): work runs on other cores than the event loop, and outside its interpreter lock.
 
+Each `WorkerProcess` is one process that runs calls one at a time. A call and its answer cross a socket pair as
+length-prefixed pickles, written and read by the event loop itself: no thread stands between the loop and the
+worker (a thread handing a result on must first win the interpreter lock from a busy loop, which cost a couple
+of milliseconds per call under load).
+
 The workers are started by a fork server (the server process has threads: forking it would copy locks that
-another thread holds), with the modules they need loaded once in the fork server. A server killed outright takes
-its workers with it (parse_ahead.exit_with, which every worker's initializer calls first), and the fork server
-then ends too. A worker that dies (a hard crash, not an exception) breaks its pool: every call running in it
-raises BrokenProcessPool, and the next call starts a new pool.
+another thread holds), with the modules they need loaded once in the fork server. A worker ends when its socket
+closes or when the server process ends, even killed outright (parse_ahead.exit_with). A worker that dies (a hard
+crash, not an exception) fails the call it was running with WorkerDied, and the next call starts a new worker.
 """
 from __future__ import annotations
 
@@ -13,85 +17,138 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import threading
+import pickle
+import socket
+import struct
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from .parse_ahead import exit_with
 
 log = logging.getLogger(__name__)
+FRAME = struct.Struct('!Q')          # the length of the pickle that follows
 
 
 class WorkersUnavailable(Exception):
     """No worker process can be started (the fork server cannot run, no more processes...)."""
 
 
-def start_worker(parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
-    """A worker's start: it ends with `parent_pid`, then runs the pool's own initializer."""
+class WorkerDied(Exception):
+    """The worker process ended (a hard crash) before it answered the call."""
+
+
+class UnpicklableError(Exception):
+    """What a worker raised could not cross back as it was: its type and text."""
+
+
+# ------------------------------------------------------------------------------------------ the worker's side
+
+def serve_calls(sock: socket.socket, parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
+    """A worker's life: it ends with `parent_pid`, runs the initializer, then answers calls until its socket
+    closes. Each answer is (True, the result) or (False, the exception raised)."""
     exit_with(parent_pid)
     if initializer is not None:
         initializer(*initargs)
-
-
-class WorkerPool:
-    def __init__(self, workers: int, preload: list[str], initializer: Callable | None = None,
-                 initargs: tuple = ()):
-        self.workers, self.preload = workers, preload
-        self.initializer, self.initargs = initializer, initargs
-        self.pool: ProcessPoolExecutor | None = None
-        self.making = threading.Lock()             # warm() makes the pool in a thread
-
-    def executor(self) -> ProcessPoolExecutor:
-        with self.making:
-            if self.pool is None:
-                context = multiprocessing.get_context('forkserver')
-                context.set_forkserver_preload(self.preload)
-                self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
-                                                initargs=(os.getpid(), self.initializer, self.initargs))
-            return self.pool
-
-    def submit(self, function: Callable, *args):
-        """The pool and the concurrent future of `function(*args)` in one of its workers. Raises BrokenProcessPool
-        (the pool is replaced) or WorkersUnavailable."""
+    incoming = sock.makefile('rb')
+    while True:
+        call = read_frame(incoming)
+        if call is None:
+            return
         try:
-            pool = self.executor()
-        except (OSError, RuntimeError) as exc:
-            raise WorkersUnavailable(str(exc)) from exc
-        try:
-            return pool, pool.submit(function, *args)
-        except BrokenProcessPool:
-            self.replace(pool)
-            raise
-        except (OSError, RuntimeError) as exc:
-            raise WorkersUnavailable(str(exc)) from exc
+            function, args = pickle.loads(call)
+            answer = (True, function(*args))
+        except Exception as exc:
+            answer = (False, exc)
+        sock.sendall(framed(answer))
+
+
+def read_frame(incoming) -> bytes | None:
+    """The next pickle from the server, or None when its socket closed."""
+    header = incoming.read(FRAME.size)
+    if len(header) < FRAME.size:
+        return None
+    size, = FRAME.unpack(header)
+    body = incoming.read(size)
+    return body if len(body) == size else None
+
+
+def framed(answer: tuple) -> bytes:
+    try:
+        body = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:                      # an exception that does not pickle: its type and text do
+        error = answer[1] if not answer[0] else TypeError('the result cannot be pickled')
+        body = pickle.dumps((False, UnpicklableError('%s: %s' % (type(error).__name__, error))))
+    return FRAME.pack(len(body)) + body
+
+
+# ------------------------------------------------------------------------------------------ the server's side
+
+class WorkerProcess:
+    def __init__(self, preload: list[str], initializer: Callable | None = None, initargs: tuple = ()):
+        self.preload, self.initializer, self.initargs = preload, initializer, initargs
+        self.process: multiprocessing.Process | None = None
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.turn = asyncio.Lock()                 # one call at a time
 
     async def run(self, function: Callable, *args):
-        """`function(*args)` in a worker. Raises what it raised, BrokenProcessPool when a worker of its pool died
-        meanwhile (the pool is replaced), or WorkersUnavailable."""
-        pool, future = self.submit(function, *args)
+        """`function(*args)` in the worker. Raises what it raised, WorkerDied when the worker died meanwhile (the
+        next call starts a new one), or WorkersUnavailable."""
+        async with self.turn:
+            reader, writer = self.streams or await self.start()
+            try:
+                call = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
+                writer.writelines([FRAME.pack(len(call)), call])
+                await writer.drain()
+                size, = FRAME.unpack(await reader.readexactly(FRAME.size))
+                succeeded, value = pickle.loads(await reader.readexactly(size))
+            except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
+                log.error('an intake worker process died; the next call starts a new one')
+                self.lost()
+                raise WorkerDied('the worker process died: %s' % (exc or type(exc).__name__)) from None
+            except BaseException:              # cancelled mid-call: the stream is out of step; a new worker next
+                self.lost()
+                raise
+        if succeeded:
+            return value
+        raise value
+
+    async def start(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            return await asyncio.wrap_future(future)
-        except BrokenProcessPool:
-            self.replace(pool)
+            self.process, ours = await asyncio.to_thread(self.start_process)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise WorkersUnavailable(str(exc) or type(exc).__name__) from exc
+        self.streams = await asyncio.open_unix_connection(sock=ours)
+        return self.streams
+
+    def start_process(self) -> tuple[multiprocessing.Process, socket.socket]:
+        """A new worker from the fork server, and the server's end of its socket (blocks: call it in a thread)."""
+        context = multiprocessing.get_context('forkserver')
+        context.set_forkserver_preload(self.preload)
+        ours, theirs = socket.socketpair()
+        try:
+            process = context.Process(target=serve_calls, name='postdesk-api-intake', daemon=True,
+                                      args=(theirs, os.getpid(), self.initializer, self.initargs))
+            process.start()
+        except BaseException:
+            ours.close()
             raise
+        finally:
+            theirs.close()
+        return process, ours
 
-    def replace(self, broken: ProcessPoolExecutor) -> None:
-        """A new pool for the next calls (once per broken pool, whoever notices first)."""
-        with self.making:
-            if self.pool is broken:
-                log.error('a worker process died; starting new ones')
-                broken.shutdown(wait=False, cancel_futures=True)
-                self.pool = None
-
-    def warm(self, function: Callable, *args) -> None:
-        """Start every worker now, each running `function(*args)` once, rather than at the first call (blocks
-        while they start: call it in a thread)."""
-        for _, future in [self.submit(function, *args) for _ in range(self.workers)]:
-            future.result()
+    def lost(self) -> None:
+        """Forget the worker (it died, or a call to it was cut off: it ends when it finds its socket closed);
+        the next call starts a new one."""
+        if self.streams is not None:
+            self.streams[1].close()
+        self.streams, self.process = None, None
 
     def close(self) -> None:
-        with self.making:
-            if self.pool is not None:
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = None
+        """Close the worker's socket: it ends once it has answered the call it is running; an idle one is
+        stopped at once (a process forked from the server meanwhile may hold a copy of the socket)."""
+        process = self.process
+        self.lost()
+        if process is not None and not self.turn.locked():
+            try:
+                process.terminate()
+            except (OSError, ValueError):       # ended already
+                pass
