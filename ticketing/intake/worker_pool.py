@@ -86,21 +86,22 @@ class WorkerProcess:
     def __init__(self, preload: list[str], initializer: Callable | None = None, initargs: tuple = ()):
         self.preload, self.initializer, self.initargs = preload, initializer, initargs
         self.process: multiprocessing.Process | None = None
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.sock: socket.socket | None = None     # the server's end of the worker's socket pair
         self.turn = asyncio.Lock()                 # one call at a time
 
     async def run(self, function: Callable, *args):
         """`function(*args)` in the worker. Raises what it raised, WorkerDied when the worker died meanwhile (the
         next call starts a new one), or WorkersUnavailable."""
         async with self.turn:
-            reader, writer = self.streams or await self.start()
+            sock = self.sock or await self.start()
+            loop = asyncio.get_running_loop()
             try:
                 call = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
-                writer.writelines([FRAME.pack(len(call)), call])
-                await writer.drain()
-                size, = FRAME.unpack(await reader.readexactly(FRAME.size))
-                succeeded, value = pickle.loads(await reader.readexactly(size))
-            except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
+                await loop.sock_sendall(sock, FRAME.pack(len(call)))
+                await loop.sock_sendall(sock, call)
+                size, = FRAME.unpack(await received(loop, sock, FRAME.size))
+                succeeded, value = pickle.loads(await received(loop, sock, size))
+            except (OSError, EOFError) as exc:
                 log.error('an intake worker process died; the next call starts a new one')
                 self.lost()
                 raise WorkerDied('the worker process died: %s' % (exc or type(exc).__name__)) from None
@@ -111,13 +112,13 @@ class WorkerProcess:
             return value
         raise value
 
-    async def start(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def start(self) -> socket.socket:
         try:
-            self.process, ours = await asyncio.to_thread(self.start_process)
+            self.process, self.sock = await asyncio.to_thread(self.start_process)
         except (OSError, RuntimeError, ValueError) as exc:
             raise WorkersUnavailable(str(exc) or type(exc).__name__) from exc
-        self.streams = await asyncio.open_unix_connection(sock=ours)
-        return self.streams
+        self.sock.setblocking(False)
+        return self.sock
 
     def start_process(self) -> tuple[multiprocessing.Process, socket.socket]:
         """A new worker from the fork server, and the server's end of its socket (blocks: call it in a thread)."""
@@ -138,9 +139,9 @@ class WorkerProcess:
     def lost(self) -> None:
         """Forget the worker (it died, or a call to it was cut off: it ends when it finds its socket closed);
         the next call starts a new one."""
-        if self.streams is not None:
-            self.streams[1].close()
-        self.streams, self.process = None, None
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.process = None, None
 
     def close(self) -> None:
         """Close the worker's socket: it ends once it has answered the call it is running; an idle one is
@@ -152,3 +153,16 @@ class WorkerProcess:
                 process.terminate()
             except (OSError, ValueError):       # ended already
                 pass
+
+
+async def received(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytearray:
+    """Exactly `size` bytes from the worker, read into one buffer (the loop's socket calls write into it in place:
+    a stream's buffer would copy a large answer again at each read). EOFError when the worker's end closed."""
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
+        count = await loop.sock_recv_into(sock, view[done:])
+        if not count:
+            raise EOFError('the worker closed its socket')
+        done += count
+    return buffer
