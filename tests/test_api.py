@@ -446,16 +446,18 @@ def seed_request(interaction_id: int, **answer) -> dict:
 
 
 def same_keys(expected, actual, where='response') -> list[str]:
-    """Where `actual` lacks a key that the seed's example has, at any level."""
-    missing = []
+    """Where `actual` lacks a key that the seed's example has, or has one the example does not, at any level
+    (lists: their first items)."""
+    differences = []
     if isinstance(expected, dict) and isinstance(actual, dict):
-        missing += ['%s.%s' % (where, key) for key in expected if key not in actual]
+        differences += ['%s.%s missing' % (where, key) for key in expected if key not in actual]
+        differences += ['%s.%s extra' % (where, key) for key in actual if key not in expected]
         for key in expected:
             if key in actual:
-                missing += same_keys(expected[key], actual[key], '%s.%s' % (where, key))
+                differences += same_keys(expected[key], actual[key], '%s.%s' % (where, key))
     elif isinstance(expected, list) and expected and isinstance(actual, list) and actual:
-        missing += same_keys(expected[0], actual[0], where + '[0]')
-    return missing
+        differences += same_keys(expected[0], actual[0], where + '[0]')
+    return differences
 
 
 def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_level(api, tokens, conn):
@@ -476,6 +478,11 @@ def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_lev
     assert shown['BaseStatus'] == 'Active' and shown['NumReplies'] == 1
     assert shown['CustomFields']['threadProperties'][0]['propertyName'] == 'Account Number'
     assert conn.execute("SELECT modifier FROM status_audit WHERE action = 'Sent and left open'").fetchone()[0] == 'anna'
+    assert result['details']['customerID'] == str(shown['Person']['PersonId'])
+    anna_id = conn.execute("SELECT agent_id FROM agent WHERE login = 'anna'").fetchone()[0]
+    audit = result['response']['details']['statusAudit']
+    assert [(a['action'], a['modifierID'], a['statusName']) for a in audit] == [
+        ('Queued for delivery', str(anna_id), 'Unsent'), ('Sent and left open', str(anna_id), 'Open')], audit
 
 
 def test_send_closes_and_attachments_are_base64(api, tokens, conn):
@@ -488,6 +495,7 @@ def test_send_closes_and_attachments_are_base64(api, tokens, conn):
     assert answer.status_code == 200, answer.text
     assert [a['name'] for a in answer.json()['response']['details']['attachments']] == ['label.txt']
     assert shown['BaseStatus'] == 'Closed'
+    assert [a['statusName'] for a in answer.json()['response']['details']['statusAudit']] == ['Unsent', 'Closed']
     data = conn.execute('SELECT data FROM outbox').fetchone()[0]
     assert base64.b64encode(b'parcel 1001') in bytes(data)
 
@@ -510,6 +518,32 @@ def test_a_request_that_cannot_be_carried_out_changes_nothing_and_says_why(api, 
     assert answers[0].json()['errors'] == ['no interaction 999999']
     assert conn.execute('SELECT count(*) FROM outbox').fetchone()[0] == 0
     assert conn.execute("SELECT custom_fields FROM ticket").fetchone()[0] == {}
+
+
+def test_text_or_addresses_that_would_be_changed_on_the_way_out_are_refused(api, tokens, conn):
+    """A line break in destEmail would name another recipient (an injected Bcc:); a NUL or a lone surrogate
+    would be dropped or replaced on the way into the mail: each is answered 400 and nothing is queued."""
+    with client(api, tokens['anna']) as anna:
+        info = new_ticket(anna)
+        interaction = info['InteractionId']
+
+        def post(request: dict) -> httpx.Response:
+            return anna.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                             content=json.dumps(request).encode(), headers={'Content-Type': 'application/json'})
+        answers = {
+            'injected Bcc': post(seed_request(interaction, destEmail='a@b.example\r\nBcc: victim@x.example')),
+            'NUL in body': post(seed_request(interaction, bodyHtml='x\u0000y')),
+            'lone surrogate': post(seed_request(interaction, subject='\ud800')),
+            'other interaction': post({**seed_request(interaction), 'interactionIDs': [str(interaction + 1)]}),
+            'which of two': post({'interactionIDs': [str(interaction), str(interaction + 1)],
+                                  'answer': {'bodyHtml': 'x', 'destEmail': 'anna@customer.example'}}),
+        }
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 400)
+    assert 'control character' in answers['injected Bcc'].json()['errors'][0]
+    assert 'NUL' in answers['NUL in body'].json()['errors'][0]
+    assert 'surrogate' in answers['lone surrogate'].json()['errors'][0]
+    assert conn.execute('SELECT count(*) FROM outbox').fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM interaction WHERE direction = 'outbound'").fetchone()[0] == 0
 
 
 def shape(value):

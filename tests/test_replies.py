@@ -102,7 +102,7 @@ def test_reply_leave_open_json_is_iservice_response_with_unsent_reply(run_postde
     assert any('my order has not arrived.' in line for line in quoted), plain
     assert not any('my order has not arrived.' in line for line in plain if not line.startswith('> '))
     assert response['response']['row']['status'] == 'Unsent'
-    assert response['response']['details']['statusAudit'][-1]['statusName'] == 'Unsent'
+    assert [a['statusName'] for a in response['response']['details']['statusAudit']] == ['Unsent', 'Open']
     entity = show(run_postdesk, ticket_id)
     assert (entity['BaseStatus'], entity['Status'], entity['NumReplies']) == ('Active', 'Open', 1)
     [outbound] = [m for m in entity['Messages'] if m['Direction'] == 'outbound']
@@ -118,14 +118,15 @@ def test_reply_without_leave_open_closes_the_ticket(run_postdesk, tmp_path):
     assert entity['ClosedAt'] is not None and entity['NumReplies'] == 1
 
 
-def test_expect_reply_waits_for_customer_until_the_customer_answers(run_postdesk, tmp_path):
+def test_expect_reply_waits_for_customer_until_the_customer_answers(run_postdesk, tmp_path, conn):
     add_mailbox(run_postdesk)
     ticket_id = new_ticket(run_postdesk, tmp_path)['TicketId']
     response = reply(run_postdesk, ticket_id, '--text', 'Which address?', '--leave-open', '--expect-reply')
     entity = show(run_postdesk, ticket_id)
     assert (entity['BaseStatus'], entity['Status']) == ('Active', 'Waiting for customer')
 
-    message_id = response['response']['details']['messageId']
+    message_id = conn.execute('SELECT message_id FROM interaction WHERE interaction_id = %s',
+                              (int(response['response']['row']['id']),)).fetchone()[0]
     [answer] = replay(run_postdesk, tmp_path, make_message(
         subject='Re: Order 1001 has not arrived', message_id='<a1@customer.example>',
         in_reply_to='<%s>' % message_id, body='Berlin, Hauptstrasse 1.\n'))

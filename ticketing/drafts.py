@@ -83,9 +83,16 @@ def recipients_or_customer(addresses: tuple[str, ...], ticket: TicketForReply) -
 
 
 def parties(addresses: tuple[str, ...]) -> list[Party]:
+    """The recipients an agent named (each text one address or a comma-separated list). A control character
+    anywhere is refused before parsing: a line break would let one "address" name more recipients (an injected
+    `Bcc:`), as the parser reads what follows it as another address. Raises ReplyError."""
+    for text in addresses:
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ReplyError('not an e-mail address: %r (it holds a control character)' % text)
     found = []
     for name, address in email.utils.getaddresses(list(addresses)):
-        if '@' not in address or any(c in address for c in ' \r\n<>'):
+        local, at, domain = address.rpartition('@')
+        if not (local and at and domain) or any(c in address for c in ' <>,;:"()[]\\'):
             raise ReplyError('not an e-mail address: %r' % address)
         found.append(Party(name, address))
     return found

@@ -128,6 +128,7 @@ class TicketForReply:
     mailbox_name: str
     customer_email: str | None
     customer_name: str
+    customer_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class AuditEntry:
     modifier: str
     status_before: str | None
     status_after: str | None
+    modifier_id: int | None = None         # the agent's id, when an agent made the change
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,27 @@ async def on_value_refused(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 400, 'BadRequest', message)
 
 
+def refuse_unstorable_text(value, where: str = 'request') -> None:
+    """Text that PostgreSQL cannot hold (NUL) or UTF-8 cannot carry (a lone surrogate), anywhere in a parsed
+    body: ApiError 400 naming where. For routes whose text is changed before it is stored (a reply's HTML is
+    sanitised, its subject encoded for a header), where the database would never see it to refuse it."""
+    if isinstance(value, str):
+        if '\x00' in value:
+            raise ApiError(400, 'BadRequest', '%s holds a NUL character, which text cannot hold' % where)
+        try:
+            value.encode('utf-8')
+        except UnicodeEncodeError as exc:
+            raise ApiError(400, 'BadRequest', '%s holds a lone surrogate (\\u%04x), which is not a character'
+                           % (where, ord(value[exc.start]))) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_unstorable_text(key, where)
+            refuse_unstorable_text(item, '%s.%s' % (where, key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            refuse_unstorable_text(item, '%s[%d]' % (where, index))
+
+
 async def on_defect(request: Request, exc: Exception) -> JSONResponse:
     log.exception('%s %s failed', request.method, request.url.path)
     return error_response(request, 500, 'InternalError', 'internal error (logged)')

@@ -11,13 +11,14 @@ import binascii
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from outbound.compose import OutgoingAttachment
+from outbound.compose import OutgoingAttachment, clean_content_type
 
 from ..drafts import ReplyError
 from ..model import Agent, Answer
 from ..operations.replies import UnknownInteraction, reply_to_interaction
 from . import schemas
-from .app import ISERVICE_PATH, SECURITY, ApiError, json_response, require_json, run_operation, state_of
+from .app import (ISERVICE_PATH, SECURITY, ApiError, json_response, refuse_unstorable_text, require_json,
+                  run_operation, state_of)
 from .auth import current_agent
 
 LEAVE_OPEN = {'sendleaveopen': True, 'send': False}
@@ -34,11 +35,28 @@ def bad_request(message: str) -> ApiError:
 
 
 def interaction_of(request: schemas.IServiceRequest) -> int:
-    """The interaction answered: answer.inResponseToID, else the first of interactionIDs, else interactionID."""
-    named = request.answer.inResponseToID or (request.interactionIDs or [None])[0] or request.interactionID
-    text = str(named if named is not None else '').strip()
+    """The interaction answered: answer.inResponseToID, else the one of interactionIDs, else interactionID. A
+    reply answers one interaction: an inResponseToID that is not among the interactionIDs, or several
+    interactionIDs and no inResponseToID to say which, is a request that cannot be carried out."""
+    listed = [interaction_number(named) for named in request.interactionIDs or ()]
+    if request.answer.inResponseToID is not None:
+        answered = interaction_number(request.answer.inResponseToID)
+        if listed and answered not in listed:
+            raise bad_request('answer.inResponseToID %d is not one of interactionIDs' % answered)
+        return answered
+    if len(set(listed)) > 1:
+        raise bad_request('several interactionIDs: answer.inResponseToID must say which one is answered')
+    if listed:
+        return listed[0]
+    if request.interactionID is not None:
+        return interaction_number(request.interactionID)
+    raise bad_request('no interaction named (answer.inResponseToID or interactionIDs)')
+
+
+def interaction_number(named: str | int) -> int:
+    text = str(named).strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise bad_request('no interaction named (answer.inResponseToID or interactionIDs)')
+        raise bad_request('%r is not an interaction id' % (named,))
     return int(text)
 
 
@@ -51,7 +69,7 @@ def attachments_of(answer: schemas.IServiceAnswer) -> tuple[OutgoingAttachment, 
             raise bad_request('attachment %r: data is not base64' % item.fileName) from None
         if not item.fileName.strip():
             raise bad_request('an attachment needs a fileName')
-        found.append(OutgoingAttachment(item.fileName, item.contentType or 'application/octet-stream', data))
+        found.append(OutgoingAttachment(item.fileName, clean_content_type(item.contentType or ''), data))
     return tuple(found)
 
 
@@ -83,6 +101,7 @@ async def my_queue(request: Request, body: schemas.IServiceRequest,
                    agent: Agent = Depends(current_agent)):
     if api.lower() not in LEAVE_OPEN:
         raise bad_request('api must be sendleaveopen or send, not %r' % api)
+    refuse_unstorable_text(body.model_dump(exclude_unset=True))
     interaction_id = interaction_of(body)
     answer = answer_of(body, LEAVE_OPEN[api.lower()])
     config = state_of(request).config

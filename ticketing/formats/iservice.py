@@ -1,8 +1,7 @@
 """iService's JSON (seed 000): the sendleaveopen response object with the question's `row` and `details`, the
 reply's in `response`, `statusAudit` entries and `caseProperties` (the ticket's thread properties); the same
-object with `errors` for a request that failed. Every key of the seed's response example is present at every
-level (postdesk's own additions, such as the reply's `messageId`, come on top); `postdesk reply --json` and
-`POST /webapp-api-mq-myqueue` both answer with this object.
+object with `errors` for a request that failed. Every level has exactly the keys of the seed's response example;
+`postdesk reply --json` and `POST /webapp-api-mq-myqueue` both answer with this object.
 """
 from __future__ import annotations
 
@@ -99,7 +98,8 @@ def question_details(report: ReplyReport) -> dict:
         'subjectBare': question.subject_bare if question else ticket.title,
         'date': utc_z(question.date if question else ticket.created_at), 'dateResolved': None,
         'questionHtml': (question.body_html or '') if question else '', 'attachments': [],
-        'interactionProperties': [], 'customerID': '', 'customerName': ticket.customer_name,
+        'interactionProperties': [], 'customerID': str(ticket.customer_id) if ticket.customer_id else '',
+        'customerName': ticket.customer_name,
         'statusAudit': [audit_json(entry) for entry in report.question_audit],
         'customerAddresses': [ticket.customer_email] if ticket.customer_email else [],
         'customerLogins': [{'name': ticket.customer_email, 'type': 'Email'}] if ticket.customer_email else [],
@@ -124,7 +124,7 @@ def reply_part(report: ReplyReport) -> dict:
         'details': {'date': utc_z(reply.created_at), 'type': AGENT_EMAIL, 'tags': [], 'subject': composed.subject,
                     'subjectBare': composed.subject_bare, 'status': reply.status, 'bodyPlain': composed.final_plain,
                     'bodyHtml': composed.final_html, 'note': reply.note, 'interactionProperties': [],
-                    'caseProperties': case_properties(report), 'messageId': composed.message_id,
+                    'caseProperties': case_properties(report),
                     'attachments': [attachment_json(a) for a in reply.attachments],
                     'statusAudit': [audit_json(entry) for entry in reply.audit], **segment(report),
                     'assignedToID': '', 'operatorName': case.owner_name or ''},
@@ -132,10 +132,10 @@ def reply_part(report: ReplyReport) -> dict:
 
 
 def audit_json(entry: AuditEntry) -> dict:
-    return {'timeStamp': ms_date(entry.at), 'date': utc_z(entry.at), 'action': entry.action, 'modifierID': None,
-            'modifierName': entry.modifier, 'topicID': None, 'topicName': None, 'assignedToID': None,
-            'assignedToName': None, 'statusID': None, 'statusName': entry.status_after,
-            'statusBefore': entry.status_before}
+    return {'timeStamp': ms_date(entry.at), 'date': utc_z(entry.at), 'action': entry.action,
+            'modifierID': str(entry.modifier_id) if entry.modifier_id else None, 'modifierName': entry.modifier,
+            'topicID': None, 'topicName': None, 'assignedToID': None, 'assignedToName': None, 'statusID': None,
+            'statusName': entry.status_after}
 
 
 def attachment_json(attachment: AttachmentInfo) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from outbound.compose import ComposeError, compose_reply
 
 from ..drafts import ReplyError, display_zone, draft_for
-from ..model import Agent, Answer, AttachmentInfo, AuditEntry, Question, StoredReply, TicketForReply, WorkItem
+from ..model import Agent, Answer, AttachmentInfo, Question, StoredReply, TicketForReply, WorkItem
 from ..statuses import (AGENT_EMAIL, DELETED, DRAFT, DRAFT_STATUS, INTERACTION_TARGET, TICKET_TARGET,
                         WORK_TRANSITIONS, interaction_transition, reply_transition)
 from ..store import interactions, ticket_edits, tickets, work
@@ -119,5 +119,5 @@ def store_reply(conn: Connection, ticket: TicketForReply, question: Question | N
                            change.after)
     attachments = tuple(AttachmentInfo(a.filename, a.content_type, len(a.data), a.content_id)
                         for a in draft.attachments)
-    audit = (AuditEntry(created_at, queued.action, answer.agent, None, queued.after),)   # at: the transaction's now()
+    audit = interactions.audit_entries(conn, ticket.ticket_id, draft.interaction_id, None)   # its own, and the ticket's
     return StoredReply(draft.interaction_id, created_at, queued.after, answer.note or '', attachments, audit)

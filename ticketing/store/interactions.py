@@ -111,12 +111,15 @@ def find_question(conn: psycopg.Connection, ticket_id: int, interaction_id: int 
 
 
 def audit_entries(conn: psycopg.Connection, ticket_id: int, interaction_id: int | None,
-                  target: str) -> tuple[AuditEntry, ...]:
-    """The changes an interaction made to the ticket ('ticket') or to itself ('interaction'), in order."""
+                  target: str | None) -> tuple[AuditEntry, ...]:
+    """The changes an interaction made to the ticket ('ticket'), to itself ('interaction') or both (None), in
+    order, with the id of the agent who made each."""
     rows = conn.execute(
-        'SELECT at, action, modifier, status_before, status_after FROM status_audit '
-        'WHERE ticket_id = %s AND interaction_id IS NOT DISTINCT FROM %s AND target = %s ORDER BY audit_id',
-        (ticket_id, interaction_id, target)).fetchall()
+        'SELECT s.at, s.action, s.modifier, s.status_before, s.status_after, a.agent_id FROM status_audit s '
+        'LEFT JOIN agent a ON a.login = s.modifier '
+        'WHERE s.ticket_id = %s AND s.interaction_id IS NOT DISTINCT FROM %s '
+        '  AND (%s::text IS NULL OR s.target = %s::text) ORDER BY s.audit_id',
+        (ticket_id, interaction_id, target, target)).fetchall()
     return tuple(AuditEntry(*row) for row in rows)
 
 

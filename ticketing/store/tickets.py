@@ -73,7 +73,7 @@ def lock_ticket_for_reply(conn: psycopg.Connection, ticket_id: int) -> TicketFor
     """The ticket, locked until the transaction ends (two replies at once are written one after the other)."""
     row = conn.execute(
         'SELECT t.ticket_id, t.title, t.base_status, t.status, t.thread_token, t.created_at, m.mailbox_id, m.address, '
-        "       m.name, p.email, coalesce(p.full_name, '') "
+        "       m.name, p.email, coalesce(p.full_name, ''), p.person_id "
         'FROM ticket t JOIN mailbox m USING (mailbox_id) LEFT JOIN person p USING (person_id) '
         'WHERE t.ticket_id = %s FOR UPDATE OF t', (ticket_id,)).fetchone()
     return TicketForReply(*row) if row is not None else None
