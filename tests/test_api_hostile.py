@@ -260,15 +260,24 @@ def test_small_liberties_clients_take(api, tokens, conn):
 
 
 def test_a_ticket_id_that_is_not_one_is_400_after_the_credentials(api, tokens):
+    """An id is ASCII digits (leading zeros are still the number): '+1', ' 1', '1_0' (which int() reads as 10),
+    '1.0' would otherwise name one ticket by many paths."""
     with client(api, tokens['anna']) as http:
         ticket_id = new_ticket(http)['TicketId']
-        answers = {path: http.get('/api/v1/Ticket/%s' % path) for path in ('0', '-3', 'abc', '1.5', '9' * 20)}
-        padded = [http.get('/api/v1/Ticket/%s' % form) for form in ('+%d' % ticket_id, '0%d' % ticket_id)]
+        forms = ('0', '-3', 'abc', '1.5', '9' * 20, '+%d' % ticket_id, '%%20%d' % ticket_id, '%d.0' % ticket_id,
+                 '%d_0' % ticket_id, '1_%d' % ticket_id)
+        answers = {path: http.get('/api/v1/Ticket/%s' % path) for path in forms}
+        messages = {path: http.get('/api/v1/TicketMessage/%s' % path) for path in forms[5:]}
+        padded = http.get('/api/v1/Ticket/0%d' % ticket_id)
+        filtered = http.get('/api/v1/Ticket', params={'$filter': 'MailboxId eq \u0661'})
     with client(api) as anonymous:
         unauthenticated = anonymous.get('/api/v1/Ticket/abc')
     for path, answer in answers.items():
         assert_json_status(answer, 400)
         assert answer.json()['Details'][0]['loc'] == ['path', 'ticket_id'], path
-    assert [answer.json()['TicketId'] for answer in padded] == [ticket_id, ticket_id]
+    for path, answer in messages.items():
+        assert_json_status(answer, 400)
+    assert padded.json()['TicketId'] == ticket_id
+    assert_json_status(filtered, 400)
     assert_json_status(unauthenticated, 401)
     assert 'WWW-Authenticate' in unauthenticated.headers

@@ -215,7 +215,7 @@ SELECT_LIMIT = 2000
 
 # Path ids read from the request itself (path_id), for the routes whose cost matters most: declared as FastAPI
 # parameters beside a Depends for the credentials, resolving them took a third of a ticket's GET.
-_PATH_ID = TypeAdapter(Annotated[int, Field(ge=1, le=schemas.MAX_ID)])
+_PATH_ID = TypeAdapter(Annotated[schemas.PathId, Field(ge=1, le=schemas.MAX_ID)])
 
 
 def path_id_parameter(name: str) -> dict:

@@ -22,7 +22,6 @@ from .app import SECURITY, json_response, require_json, run_operation, state_of
 from .auth import current_agent
 
 MAX_ID = schemas.MAX_ID
-InteractionId = Path(ge=1, le=MAX_ID)
 ERRORS = {status: {'model': schemas.GenesysBody, 'description': text} for status, text in (
     (400, 'The operation is not one of this resource'), (401, 'Missing or wrong credentials'),
     (404, 'No such interaction or workbin, or not yours'),
@@ -69,7 +68,7 @@ async def my_interactions(request: Request, fields: str | None = Query(None, max
 
 
 @router.get('/interactions/{interaction_id}', response_model=None, openapi_extra=SECURITY, responses=OK)
-async def one_interaction(request: Request, interaction_id: int = InteractionId,
+async def one_interaction(request: Request, interaction_id: schemas.ResourceId,
                           agent: Agent = Depends(current_agent)):
     try:
         found = await run_operation(request, genesys.interaction_view, agent, interaction_id)
@@ -80,7 +79,7 @@ async def one_interaction(request: Request, interaction_id: int = InteractionId,
 
 @router.put('/interactions/{interaction_id}', response_model=None, openapi_extra=SECURITY, responses=OK,
             dependencies=[Depends(require_json)])
-async def update_interaction(request: Request, body: schemas.InteractionUpdate, interaction_id: int = InteractionId,
+async def update_interaction(request: Request, body: schemas.InteractionUpdate, interaction_id: schemas.ResourceId,
                              agent: Agent = Depends(current_agent)):
     return await answer(request, 'Update', genesys.update_interaction, agent, interaction_id, body.userData,
                         body.subject)
@@ -88,7 +87,7 @@ async def update_interaction(request: Request, body: schemas.InteractionUpdate, 
 
 @router.post('/me/interactions/{interaction_id}', response_model=None, openapi_extra=SECURITY, responses=OK,
              dependencies=[Depends(require_json)])
-async def operate(request: Request, body: schemas.GenesysOperation, interaction_id: int = InteractionId,
+async def operate(request: Request, body: schemas.GenesysOperation, interaction_id: schemas.ResourceId,
                   agent: Agent = Depends(current_agent)):
     operation = genesys.operation_name(body.model_dump())
     return await answer(request, operation, genesys.perform, agent, interaction_id, body.model_dump(),

@@ -5,11 +5,26 @@ field is typed as loosely as the vendors' own documents allow and unknown fields
 """
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from fastapi import Path
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 MAX_ID = 2 ** 63 - 1
+
+
+def ascii_digits(value):
+    """An id in a path is written in ASCII digits and nothing else: pydantic's integers would take '+1', ' 1',
+    '1_0' (as 10), '1.0' and other scripts' digits, naming one resource by many paths."""
+    if isinstance(value, str) and not re.fullmatch(r'[0-9]{1,20}', value):
+        raise ValueError('an id is written in the digits 0 to 9 only')
+    return value
+
+
+PathId = Annotated[int, BeforeValidator(ascii_digits)]
+ResourceId = Annotated[PathId, Path(ge=1, le=MAX_ID)]          # path parameters of that type, as FastAPI declares them
+AttachmentNumber = Annotated[PathId, Path(ge=1, le=2 ** 31 - 1)]
 MAX_DEPTH = 32          # lists and objects in a request nest at most this deep (deeper cannot be stored and read)
 
 

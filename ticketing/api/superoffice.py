@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from ..drafts import ReplyError
@@ -102,7 +102,7 @@ async def list_tickets(request: Request, top: int | None = Query(None, alias='$t
 
 @router.get('/TicketMessage/{message_id}', response_model=None, openapi_extra=LOCALE,
             responses={200: {'model': schemas.MessageEntity, 'description': 'The message'}, **ERRORS})
-async def get_message(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
+async def get_message(request: Request, message_id: schemas.ResourceId,
                       agent: Agent = Depends(current_agent)):
     zone = zone_of(request)
     message = await state_of(request).pools.read(views.message_view, message_id, agent.scope)
@@ -124,8 +124,8 @@ def download(data: bytes, content_type: str, filename: str) -> Response:
 
 @router.get('/TicketMessage/{message_id}/Attachment/{number}', response_model=None, openapi_extra=SECURITY,
             responses={200: BINARY, **ERRORS})
-async def get_attachment(request: Request, message_id: int = Path(ge=1, le=MAX_ID),
-                         number: int = Path(ge=1, le=2 ** 31 - 1), agent: Agent = Depends(current_agent)):
+async def get_attachment(request: Request, message_id: schemas.ResourceId,
+                         number: schemas.AttachmentNumber, agent: Agent = Depends(current_agent)):
     found = await state_of(request).pools.read(views.attachment_bytes, message_id, number, agent.scope)
     if found is None:
         raise not_found('attachment %d of message %d' % (number, message_id))
@@ -136,7 +136,7 @@ async def get_attachment(request: Request, message_id: int = Path(ge=1, le=MAX_I
 @router.get('/TicketMessage/{message_id}/Raw', response_model=None, openapi_extra=SECURITY,
             responses={200: {'content': {'message/rfc822': {'schema': {'type': 'string', 'format': 'binary'}}},
                              'description': 'The original RFC 822 bytes'}, **ERRORS})
-async def get_raw(request: Request, message_id: int = Path(ge=1, le=MAX_ID), agent: Agent = Depends(current_agent)):
+async def get_raw(request: Request, message_id: schemas.ResourceId, agent: Agent = Depends(current_agent)):
     data = await state_of(request).pools.read(views.raw_bytes, message_id, agent.scope)
     if data is None:
         raise not_found('message %d' % message_id)

@@ -173,7 +173,7 @@ def filter_value(name: str, value: str):
         return base
     if name == 'changed_after':
         return date_of(value.replace(' ', '+'), 'LastChanged')    # a + of the offset, decoded as a space
-    if not re.fullmatch(r'-?\d{1,18}', value):
+    if not re.fullmatch(r'-?[0-9]{1,18}', value):
         raise BadEntity('%s in $filter must be a number' % name)
     return int(value)
 
