@@ -349,8 +349,13 @@ def test_a_message_its_attachments_and_raw_bytes_byte_for_byte(api, tokens):
         first = http.get(shown['Attachments'][0]['Url'])
         html_file = http.get(shown['Attachments'][1]['Url'])
         raw = http.get('/api/v1/TicketMessage/%d/Raw' % info['InteractionId'])
+        ticket = http.get('/api/v1/Ticket/%d' % info['TicketId']).json()
     assert 'Here is the invoice.' in shown['PlainBody'] and shown['Body']
-    assert {h['Name'] for h in shown['MessageHeaders']} >= {'From', 'To', 'Subject', 'Message-ID'}
+    headers = {h['Name']: h['Value'] for h in shown['MessageHeaders']}
+    assert set(headers) >= {'From', 'To', 'Subject', 'Message-ID', 'Date'}
+    assert datetime.datetime.fromisoformat(headers['Date']) == datetime.datetime(2026, 11, 16, 9, 0,
+                                                                                 tzinfo=datetime.timezone.utc)
+    assert [m['PersonId'] for m in ticket['Messages']] == [shown['PersonId']] == [ticket['Person']['PersonId']]
     assert [a['Name'] for a in shown['Attachments']] == ['invoice 1001.pdf', 'page.html']
     assert first.content == pdf and first.headers['content-type'] == 'application/pdf'
     assert first.headers['content-disposition'].startswith('attachment;')

@@ -213,6 +213,7 @@ class MessageSummary:
     num_attachments: int
     direction: str
     status: str
+    person_id: int | None
 
 
 @dataclass(frozen=True)
@@ -396,6 +397,7 @@ class MessageDetail:
     body_plain: str
     auto_submitted: str | None
     person_id: int | None
+    sent_date: datetime.datetime | None = None        # its Date: header, when it had one that could be read
     attachments: tuple[StoredAttachment, ...] = ()
 
 

@@ -66,7 +66,7 @@ def message_json(message: MessageSummary, zone: Zone = None) -> dict:
     """A ticket's message as TicketEntity's Messages list it (seed keys, then postdesk's)."""
     return {'TicketMessageId': message.interaction_id, 'CreatedAt': iso(message.created_at, zone),
             'Slevel': 'External', 'Important': False, 'Author': author(message.from_name, message.from_email),
-            'PersonId': None, 'PersonFullName': message.from_name or None, 'ContactId': None, 'ContactName': None,
+            'PersonId': message.person_id, 'PersonFullName': message.from_name or None, 'ContactId': None, 'ContactName': None,
             'ContactDepartment': None, 'NumAttachments': message.num_attachments, 'EmailHeader': message.from_email,
             'MessageHeaders': [], 'Language': None, 'Sentiment': None, 'SentimentConfidence': None,
             'CreatedBy': None, 'ChangedAt': iso(message.created_at, zone), 'Badge': message.type,
@@ -139,7 +139,7 @@ def headers_summary(message: MessageDetail, zone: Zone = None) -> list[dict]:
         return ', '.join(author(p.get('name', ''), p.get('email', '')) for p in people or [])
     pairs = (('From', author(message.from_name, message.from_email)), ('To', addresses(message.to_addresses)),
              ('Cc', addresses(message.cc_addresses)), ('Subject', message.subject),
-             ('Date', iso(message.created_at, zone)), ('Message-ID', message.message_id),
+             ('Date', iso(message.sent_date or message.created_at, zone)), ('Message-ID', message.message_id),
              ('In-Reply-To', ' '.join(message.in_reply_to)), ('References', ' '.join(message.references)),
              ('Auto-Submitted', message.auto_submitted or ''))
     return [{'Name': name, 'Value': value} for name, value in pairs if value]

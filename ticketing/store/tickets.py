@@ -43,7 +43,7 @@ def _record(row: tuple, messages: tuple[MessageSummary, ...] = ()) -> TicketReco
 
 
 MESSAGE_COLUMNS = ('interaction_id, created_at, from_name, from_email, subject, message_id, type, thread_rule, '
-                   'num_attachments, direction, status')
+                   'num_attachments, direction, status, person_id')
 
 
 def ticket_messages(conn: psycopg.Connection, ticket_id: int) -> tuple[MessageSummary, ...]:

@@ -38,7 +38,7 @@ _MESSAGES_OF = ('SELECT ticket_id, ' + MESSAGE_COLUMNS + ' FROM interaction WHER
 _MESSAGE = (
     'SELECT i.interaction_id, i.ticket_id, i.mailbox_id, i.created_at, i.direction, i.type, i.status, i.subject, '
     '       i.from_name, i.from_email, i.to_addresses, i.cc_addresses, i.message_id, i.in_reply_to, i.refs, '
-    '       i.thread_rule, i.body_html, i.body_plain, i.auto_submitted, i.person_id '
+    '       i.thread_rule, i.body_html, i.body_plain, i.auto_submitted, i.person_id, i.sent_date '
     'FROM interaction i WHERE i.interaction_id = %s AND (%s::int[] IS NULL OR i.mailbox_id = ANY(%s))')
 _ATTACHMENTS = ('SELECT position + 1, filename, content_type, size, content_id, inline FROM attachment '
                 'WHERE interaction_id = %s ORDER BY position')
