@@ -525,6 +525,24 @@ def test_a_request_that_cannot_be_carried_out_changes_nothing_and_says_why(api, 
     assert conn.execute("SELECT custom_fields FROM ticket").fetchone()[0] == {}
 
 
+def test_a_reply_sets_the_thread_properties_it_names_and_keeps_the_others(api, tokens):
+    def prop(number: str, name: str, value: str) -> dict:
+        return {'propertyID': number, 'propertyName': name, 'values': [{'value': value}]}
+
+    def values(answer: httpx.Response) -> dict:
+        [group] = answer.json()['details']['caseProperties']
+        return {p['name']: [v['value'] for v in p['values']] for p in group['properties']}
+    with client(api, tokens['anna']) as http:
+        interaction = new_ticket(http)['InteractionId']
+        answers = [http.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                             json=seed_request(interaction, threadProperties=given))
+                   for given in ([prop('11', 'Account Number', 'Platinum')], [prop('12', 'Region', 'EMEA')],
+                                 [prop(11, 'Account Number', 'Gold')], [])]
+    assert [a.status_code for a in answers] == [200] * 4, answers[-1].text
+    assert values(answers[1]) == {'Account Number': ['Platinum'], 'Region': ['EMEA']}
+    assert values(answers[2]) == values(answers[3]) == {'Account Number': ['Gold'], 'Region': ['EMEA']}
+
+
 def test_text_or_addresses_that_would_be_changed_on_the_way_out_are_refused(api, tokens, conn):
     """A line break in destEmail would name another recipient (an injected Bcc:); a NUL or a lone surrogate
     would be dropped or replaced on the way into the mail: each is answered 400 and nothing is queued."""

@@ -59,8 +59,9 @@ def reply_to_interaction(conn: Connection, agent: Agent, interaction_id: int, an
         found = ticket_edits.ticket_of_interaction(conn, interaction_id)
         if found is None or not agent.may_see(found[1]):
             raise UnknownInteraction('no interaction %d' % interaction_id)
-        if thread_properties is not None:
-            ticket_edits.keep_thread_properties(conn, found[0], thread_properties)
+        if thread_properties:
+            kept = ticket_edits.thread_properties_locked(conn, found[0])
+            ticket_edits.keep_thread_properties(conn, found[0], merged_properties(kept, thread_properties))
         answer = replace(answer, ticket_id=found[0], in_response_to=interaction_id, agent=agent.login)
         draft = work.work_item(conn, interaction_id, lock=True)
         if draft is not None and draft.parent_id is not None:        # a draft reply, not a customer's message
@@ -68,6 +69,26 @@ def reply_to_interaction(conn: Connection, agent: Agent, interaction_id: int, an
                 raise ReplyError('draft %d was sent or cancelled already' % interaction_id)
             answer = sending_draft(conn, agent, draft, answer)
         return send_reply(conn, answer, timezone)
+
+
+def merged_properties(kept: list, given: list[dict]) -> list:
+    """The thread properties after a reply names some: each given one replaces the kept one of its propertyID
+    (or, without an id, its propertyName), in its place; the others are added at the end, and the kept ones it
+    does not name stay (a reply sets the properties it names, as iService's form does)."""
+    merged = list(kept)
+    for prop in given:
+        key = property_key(prop)
+        place = next((n for n, old in enumerate(merged) if isinstance(old, dict) and property_key(old) == key), None)
+        if place is None:
+            merged.append(prop)
+        else:
+            merged[place] = prop
+    return merged
+
+
+def property_key(prop: dict) -> tuple[str, str]:
+    named = prop.get('propertyID')
+    return ('id', str(named)) if named not in (None, '') else ('name', str(prop.get('propertyName') or ''))
 
 
 def sending_draft(conn: Connection, agent: Agent, draft: WorkItem, answer: Answer) -> Answer:

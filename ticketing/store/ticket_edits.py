@@ -63,6 +63,14 @@ def ticket_exists(conn: psycopg.Connection, ticket_id: int, scope: list[int] | N
                         'AND (%s::int[] IS NULL OR mailbox_id = ANY(%s)))', (ticket_id, scope, scope)).fetchone()[0]
 
 
+def thread_properties_locked(conn: psycopg.Connection, ticket_id: int) -> list:
+    """The thread properties kept on a ticket, locked until the transaction ends (a change is read, merged and
+    written back without another writer in between)."""
+    row = conn.execute('SELECT custom_fields -> %s FROM ticket WHERE ticket_id = %s FOR UPDATE',
+                       (THREAD_PROPERTIES, ticket_id)).fetchone()
+    return row[0] if row is not None and isinstance(row[0], list) else []
+
+
 def keep_thread_properties(conn: psycopg.Connection, ticket_id: int, properties: list) -> None:
     """iService's threadProperties, kept in the ticket's custom fields (and shown back as caseProperties)."""
     conn.execute('UPDATE ticket SET custom_fields = custom_fields || jsonb_build_object(%s::text, %s::jsonb), '
