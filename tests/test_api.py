@@ -429,15 +429,19 @@ def test_round_robin_spreads_twenty_concurrent_saves_evenly(api, tokens, conn):
     assert len(set(owners)) == 4 and counts == [5, 5, 5, 5]
 
 
-def test_so_timezone_converts_dates_and_an_unknown_zone_is_400(api, tokens):
+def test_so_timezone_converts_dates_and_an_unknown_zone_is_400(api, tokens, conn):
     with client(api, tokens['anna']) as http:
         ticket_id = new_ticket(http)['TicketId']
         utc = http.get('/api/v1/Ticket/%d' % ticket_id).json()
         tokyo = http.get('/api/v1/Ticket/%d' % ticket_id, headers={'SO-TimeZone': 'Asia/Tokyo'}).json()
         unknown = http.get('/api/v1/Ticket/%d' % ticket_id, headers={'SO-TimeZone': 'Mars/Olympus'})
+        created = http.post(MAIL_PATH, headers={'SO-TimeZone': 'Mars/Olympus'}, json={
+            'MailboxId': 1, 'Data': make_message(message_id='<zone@customer.example>').decode()})
     assert tokyo['CreatedAt'].endswith('+09:00')
     assert datetime.datetime.fromisoformat(tokyo['CreatedAt']) == datetime.datetime.fromisoformat(utc['CreatedAt'])
     assert unknown.status_code == 400
+    assert created.status_code == 400 and 'SO-TimeZone' in created.json()['Error']
+    assert conn.execute("SELECT count(*) FROM interaction WHERE message_id = 'zone@customer.example'").fetchone()[0] == 0
 
 
 # ------------------------------------------------------------------------------------------ iService

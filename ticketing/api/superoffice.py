@@ -25,7 +25,7 @@ from ..store import views
 from ..store.tickets import TicketNotFound
 from . import schemas
 from .admission import waiting_elsewhere
-from .app import (LOCALE, LOCALE_SELECTING, SECURITY, SELECTING, ApiError, json_response, not_found, path_id,
+from .app import (LOCALE, LOCALE_SELECTING, SECURITY, ApiError, json_response, not_found, path_id,
                   path_id_parameter, require_json, run_operation, selected, state_of, zone_of)
 from .auth import current_agent
 
@@ -42,7 +42,7 @@ _SAFE_TYPE = re.compile(r'[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*')
 router = APIRouter(prefix='/api/v1')
 
 
-@router.post('/Agents/CustomerService/CreateTicketFromMailData', response_model=None, openapi_extra=SELECTING,
+@router.post('/Agents/CustomerService/CreateTicketFromMailData', response_model=None, openapi_extra=LOCALE_SELECTING,
              responses={200: {'model': schemas.TicketInfo, 'description': 'Stored (or a duplicate)'},
                         422: {'model': schemas.Quarantined, 'description': 'Quarantined: it cannot be a ticket'},
                         **BODY_ERRORS},
@@ -50,6 +50,7 @@ router = APIRouter(prefix='/api/v1')
 async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
                                        agent: Agent = Depends(current_agent)):
     select = selected(request)
+    zone_of(request)                  # TicketInfo has no dates, but an unknown zone is the client's mistake: 400
     if not body.Data:
         raise ApiError(400, 'BadRequest', 'Data: the message is empty')
     state = state_of(request)
