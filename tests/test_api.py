@@ -83,6 +83,22 @@ def test_healthz_answers_ok_without_credentials_and_openapi_is_published(api):
         assert path in document['paths']
 
 
+def test_head_is_answered_wherever_get_is_with_the_headers_only(api, tokens):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        got = http.get('/api/v1/Ticket/%d' % ticket_id)
+        head = http.head('/api/v1/Ticket/%d' % ticket_id)
+        health = http.head('/healthz')
+        not_yours = http.head('/api/v1/Ticket/%d' % (ticket_id + 1000))
+        post_only = http.head(MAIL_PATH)
+    assert (head.status_code, head.content) == (200, b'')
+    assert head.headers['ETag'] == got.headers['ETag']
+    assert head.headers['content-length'] == got.headers['content-length']
+    assert (health.status_code, health.content) == (200, b'')
+    assert not_yours.status_code == 404
+    assert post_only.status_code == 405 and post_only.headers['Allow'] == 'POST'
+
+
 def test_errors_are_json_with_their_status(api, tokens):
     with client(api, tokens['anna']) as http:
         missing = http.get('/api/v1/nothing-here')
@@ -95,8 +111,8 @@ def test_errors_are_json_with_their_status(api, tokens):
         two_routes = http.post('/api/v2/interactions/1', json={})
     assert [r.status_code for r in (missing, wrong_method, malformed, not_json, too_large, bad_id)] == \
         [404, 405, 400, 415, 413, 400]
-    assert wrong_method.headers['Allow'] == 'GET'
-    assert two_routes.status_code == 405 and two_routes.headers['Allow'] == 'GET, PUT'   # every route of the path
+    assert wrong_method.headers['Allow'] == 'GET, HEAD'
+    assert two_routes.status_code == 405 and two_routes.headers['Allow'] == 'GET, HEAD, PUT'   # every route of it
     for response in (missing, wrong_method, malformed, not_json, too_large, bad_id):
         assert response.headers['content-type'].startswith('application/json')
         assert response.json()['Status'] == response.status_code and response.json()['Error']

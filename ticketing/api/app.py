@@ -126,6 +126,8 @@ def allowed_methods(request: Request) -> str:
     for route in request.app.router.routes:
         if getattr(route, 'methods', None) and route.matches(request.scope)[0] != Match.NONE:
             methods |= route.methods
+    if 'GET' in methods:
+        methods.add('HEAD')                # Guard answers it as the GET
     return ', '.join(sorted(methods))
 
 
@@ -298,7 +300,7 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> JSONR
 class Guard:
     """Pure ASGI middleware: request bodies are read whole up to the configured size (413 beyond it), before the
     request takes its turn to run (admission), and every request's route, status and latency are counted for
-    /metrics."""
+    /metrics. HEAD is answered wherever GET is (RFC 9110, 9.3.2): as the GET, headers only."""
 
     def __init__(self, app, max_body: int):
         self.app, self.max_body = app, max_body
@@ -306,11 +308,15 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http':
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [0]
+        started, status, method = time.perf_counter(), [0], scope['method']
+        if method == 'HEAD':
+            scope = {**scope, 'method': 'GET'}
 
         async def sending(message):
             if message['type'] == 'http.response.start':
                 status[0] = message['status']
+            elif method == 'HEAD' and message['type'] == 'http.response.body':
+                message = {**message, 'body': b''}
             await send(message)
         try:
             if scope['method'] in BODY_METHODS:
@@ -327,7 +333,7 @@ class Guard:
             raise
         finally:
             route = scope.get('route')
-            observe_request(getattr(route, 'path', 'unmatched'), scope['method'], status[0] or 500,
+            observe_request(getattr(route, 'path', 'unmatched'), method, status[0] or 500,
                             time.perf_counter() - started)
 
 
