@@ -140,6 +140,24 @@ def test_a_request_still_running_when_the_grace_ends_gets_its_real_answer(db_url
     assert title == 'saved during shutdown' and code == 0
 
 
+def test_an_upload_the_grace_cuts_off_gets_503_and_no_traceback_in_the_log(db_url, tmp_path, tokens):
+    running = Server(db_url, tmp_path, {'POSTDESK_SHUTDOWN_GRACE': '1'}, args=('--smtp', 'off', '--lmtp', 'off'))
+    try:
+        with socket.create_connection(('127.0.0.1', running.http_port), timeout=20) as sock:
+            sock.sendall(b'POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n'
+                         b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"MailboxId": 1, '
+                         % (SAVE_PATH.encode(), tokens['anna'].encode()))
+            time.sleep(0.5)
+            running.process.terminate()
+            answer = sock.recv(65536)
+    finally:
+        code = running.stop()
+    assert answer.startswith(b'HTTP/1.1 503') and b'retry-after' in answer.lower(), answer
+    assert code == 0
+    log = '\n'.join(running.lines)
+    assert 'Traceback' not in log and 'Exception in ASGI application' not in log, log
+
+
 def send_raw(port: int, request: bytes) -> bytes:
     with socket.create_connection(('127.0.0.1', port), timeout=10) as sock:
         try:

@@ -327,10 +327,11 @@ class Guard:
                 scope = as_application_json(scope)
                 await take_turn(scope)
             await self.app(scope, receive, sending)
-        except asyncio.CancelledError:
-            if not status[0]:
-                await answer_shutting_down(scope, sending)
-            raise
+        except asyncio.CancelledError:          # the shutdown's grace ended (uvicorn cancels what still runs)
+            if status[0]:
+                raise
+            await answer_shutting_down(scope, sending)
+            asyncio.current_task().uncancel()    # answered: the request ends here, not as the application's error
         finally:
             route = scope.get('route')
             observe_request(getattr(route, 'path', 'unmatched'), method, status[0] or 500,
