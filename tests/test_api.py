@@ -428,6 +428,17 @@ def test_a_stale_if_match_gets_412_and_changes_nothing(api, tokens):
     assert unconditional.status_code == 200 and (shown['Title'], shown['Priority']) == ('first', 'Low')
 
 
+def test_if_none_match_with_the_current_etag_is_304_until_the_ticket_changes(api, tokens):
+    with client(api, tokens['anna']) as http:
+        ticket_id = new_ticket(http)['TicketId']
+        etag = http.get('/api/v1/Ticket/%d' % ticket_id).headers['ETag']
+        unchanged = http.get('/api/v1/Ticket/%d' % ticket_id, headers={'If-None-Match': 'W/%s' % etag})
+        http.post(SAVE_PATH, json={'TicketId': ticket_id, 'Title': 'changed'})
+        changed = http.get('/api/v1/Ticket/%d' % ticket_id, headers={'If-None-Match': etag})
+    assert (unchanged.status_code, unchanged.content, unchanged.headers['ETag']) == (304, b'', etag)
+    assert changed.status_code == 200 and changed.json()['Title'] == 'changed' and changed.headers['ETag'] != etag
+
+
 def test_round_robin_spreads_twenty_concurrent_saves_evenly(api, tokens, conn):
     for login in ('bea', 'carl', 'dora'):
         new_agent(conn, login, MAILBOX)

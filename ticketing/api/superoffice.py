@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from ..drafts import ReplyError
-from ..formats.entities import BadEntity, etag, ticket_filter, ticket_save
+from ..formats.entities import BadEntity, etag, etag_unchanged, ticket_filter, ticket_save
 from ..formats.superoffice import (created_ticket_info, message_entity, select_fields, ticket_entity,
                                    ticket_page_json)
 from ..model import QUARANTINED, Agent
@@ -74,7 +74,9 @@ async def create_ticket_from_mail_data(request: Request, body: schemas.MailData,
             openapi_extra={**LOCALE_SELECTING,
                            'parameters': [path_id_parameter('ticket_id')] + LOCALE_SELECTING['parameters']},
             responses={200: {'model': schemas.TicketEntity, 'description': 'The ticket, with an ETag',
-                             'headers': ETAG}, **ERRORS})
+                             'headers': ETAG},
+                       304: {'description': 'Unchanged since the ETag given in If-None-Match', 'headers': ETAG},
+                       **ERRORS})
 async def get_ticket(request: Request):      # the hottest route: credentials and id read here (app.path_id)
     agent = await current_agent(request)
     ticket_id = path_id(request, 'ticket_id')
@@ -82,7 +84,10 @@ async def get_ticket(request: Request):      # the hottest route: credentials an
     ticket = await state_of(request).tickets.get(ticket_id, agent.scope)
     if ticket is None:
         raise not_found('ticket %d' % ticket_id)
-    return json_response(select_fields(ticket_entity(ticket, zone), select), headers={'ETag': etag(ticket)})
+    headers = {'ETag': etag(ticket), 'Vary': 'SO-TimeZone'}      # the tag is the ticket's version, in any zone
+    if etag_unchanged(request.headers.get('if-none-match'), ticket):
+        return Response(status_code=304, headers=headers)
+    return json_response(select_fields(ticket_entity(ticket, zone), select), headers=headers)
 
 
 @router.get('/Ticket', response_model=None, openapi_extra=LOCALE,

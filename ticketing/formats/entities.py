@@ -27,6 +27,16 @@ def etag(ticket: TicketRecord) -> str:
     return '"%d"' % ((ticket.last_changed - _EPOCH) // _MICROSECOND)
 
 
+def etag_unchanged(if_none_match: str | None, ticket: TicketRecord) -> bool:
+    """If-None-Match (RFC 9110 13.1.2): `*`, or one of the listed tags equals the ticket's by the weak comparison
+    (W/ set aside): the client's copy is current."""
+    if not if_none_match:
+        return False
+    current = etag(ticket)
+    tags = [tag.strip() for tag in if_none_match.split(',')]
+    return any(tag == '*' or tag.removeprefix('W/') == current for tag in tags)
+
+
 def etag_matches(if_match: str, ticket: TicketRecord) -> bool:
     """If-Match (RFC 9110 13.1.1): `*`, or one of the listed tags equals the ticket's by the strong comparison
     (a weak tag, W/"...", never matches)."""
