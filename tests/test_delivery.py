@@ -8,6 +8,7 @@ receives and can refuse recipients with a chosen reply.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
 import email.policy
 import json
@@ -245,6 +246,19 @@ def test_delivered_reply_is_sent_and_customers_answer_threads_onto_the_ticket(ru
     assert answer['ThreadRule'] == 'in-reply-to'
     again = deliver_once(run_postdesk, relay.address)
     assert again.returncode == 0 and len(sink.messages()) == 1          # nothing is sent twice
+
+
+def test_a_delivery_changes_the_ticket_its_last_changed_and_so_its_etag(run_postdesk, tmp_path, conn, relays):
+    """The entity lists its messages' statuses: a reply going from Unsent to Sent is a change of the ticket (an
+    incremental sync by LastChanged sees it, and an ETag taken before it is stale)."""
+    ticket_id = question_ticket(run_postdesk, tmp_path)
+    reply(run_postdesk, ticket_id, '--text', 'It left our warehouse today.')
+    before = conn.execute('SELECT last_changed FROM ticket WHERE ticket_id = %s', (ticket_id,)).fetchone()[0]
+    result = deliver_once(run_postdesk, relays(Sink()).address)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(run_postdesk('ticket', 'show', str(ticket_id), '--json').stdout)
+    assert [m['Status'] for m in shown['Messages']] == ['Received', 'Sent']
+    assert datetime.datetime.fromisoformat(shown['LastChanged']) > before
 
 
 def test_answer_without_threading_headers_threads_by_subject_reference(run_postdesk, tmp_path, conn, relays):

@@ -63,15 +63,18 @@ def add_audit(conn: psycopg.Connection, ticket_id: int, interaction_id: int | No
 
 def change_interaction_status(conn: psycopg.Connection, ticket_id: int, interaction_id: int, transition_name: str,
                               detail: str | None = None, modifier: str = SYSTEM_MODIFIER) -> bool:
-    """Apply a transition of the interaction's status, audited (a Sent one gets its sent date). False when the
+    """Apply a transition of the interaction's status, audited (a Sent one gets its sent date), and the ticket
+    changes with it (its LastChanged, hence its ETag: the entity lists its messages' statuses). False when the
     interaction does not exist, already has that status, or the table does not allow it from its status."""
-    before = conn.execute('SELECT status FROM interaction WHERE interaction_id = %s FOR UPDATE',
+    conn.execute('SELECT 1 FROM ticket WHERE ticket_id = %s FOR UPDATE', (ticket_id,))   # ticket first, as every
+    before = conn.execute('SELECT status FROM interaction WHERE interaction_id = %s FOR UPDATE',  # writer locks
                           (interaction_id,)).fetchone()
     transition = INTERACTION_TRANSITIONS[transition_name]
     if before is None or before[0] == transition.after or not transition.allows(before[0]):
         return False
     conn.execute('UPDATE interaction SET status = %s, sent_date = CASE WHEN %s = %s THEN now() ELSE sent_date END '
                  'WHERE interaction_id = %s', (transition.after, transition.after, SENT, interaction_id))
+    conn.execute('UPDATE ticket SET last_changed = now() WHERE ticket_id = %s', (ticket_id,))
     add_audit(conn, ticket_id, interaction_id, transition.audit_action(detail), modifier, before[0],
               transition.after, target=INTERACTION_TARGET)
     return True
