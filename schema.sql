@@ -259,6 +259,9 @@ CREATE INDEX IF NOT EXISTS status_audit_ticket_idx ON status_audit (ticket_id, a
 -- target: whether the ticket's status changed ('ticket') or the interaction's own (an outbound reply's Unsent,
 -- Sent, Failed: 'interaction').
 ALTER TABLE status_audit ADD COLUMN IF NOT EXISTS target text NOT NULL DEFAULT 'ticket';
+-- modifier_id: the agent's id when an agent of the API made the change (iService's modifierID); the modifier
+-- text alone cannot say it (a customer's address or a CLI user's name may equal some agent's login).
+ALTER TABLE status_audit ADD COLUMN IF NOT EXISTS modifier_id integer;
 
 -- Messages that could not be parsed, routed or stored: kept whole, with the reason, until retried.
 CREATE TABLE IF NOT EXISTS quarantine (

@@ -497,6 +497,8 @@ def same_keys(expected, actual, where='response') -> list[str]:
 
 
 def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_level(api, tokens, conn):
+    for login in ('postdesk', 'anna@customer.example'):     # agents named as the system and the customer are
+        new_agent(conn, login, MAILBOX)                      # not the modifiers of what those did
     with client(api, tokens['anna']) as http:
         info = new_ticket(http)
         answer = http.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
@@ -515,6 +517,7 @@ def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_lev
     assert shown['CustomFields']['threadProperties'][0]['propertyName'] == 'Account Number'
     assert conn.execute("SELECT modifier FROM status_audit WHERE action = 'Sent and left open'").fetchone()[0] == 'anna'
     assert result['details']['customerID'] == str(shown['Person']['PersonId'])
+    assert result['details']['statusAudit'] and all(a['modifierID'] is None for a in result['details']['statusAudit'])
     anna_id = conn.execute("SELECT agent_id FROM agent WHERE login = 'anna'").fetchone()[0]
     audit = result['response']['details']['statusAudit']
     assert [(a['action'], a['modifierID'], a['statusName']) for a in audit] == [

@@ -163,6 +163,7 @@ class Answer:
     attachments: tuple[OutgoingAttachment, ...] = ()
     note: str = ''
     agent: str = 'postdesk'                   # who sends it (agent login or name), for the audit
+    agent_id: int | None = None               # and the agent's id, when an agent of the API sends it
     in_response_to: int | None = None         # the interaction answered; default: the latest customer message
     subject: str | None = None                # the subject to answer under; default: the question's
     draft_id: int | None = None               # the draft reply (Genesys Reply) this sends, when there is one

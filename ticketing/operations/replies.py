@@ -62,7 +62,8 @@ def reply_to_interaction(conn: Connection, agent: Agent, interaction_id: int, an
         if thread_properties:
             kept = ticket_edits.thread_properties_locked(conn, found[0])
             ticket_edits.keep_thread_properties(conn, found[0], merged_properties(kept, thread_properties))
-        answer = replace(answer, ticket_id=found[0], in_response_to=interaction_id, agent=agent.login)
+        answer = replace(answer, ticket_id=found[0], in_response_to=interaction_id, agent=agent.login,
+                         agent_id=agent.agent_id)
         draft = work.work_item(conn, interaction_id, lock=True)
         if draft is not None and draft.parent_id is not None:        # a draft reply, not a customer's message
             if draft.state != DRAFT:
@@ -133,11 +134,12 @@ def store_reply(conn: Connection, ticket: TicketForReply, question: Question | N
         draft.attachments, outbox_row(ticket.mailbox_id, REPLY_KIND, draft, composed),
         replaces_draft=answer.draft_id is not None)
     interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, queued.action, answer.agent,
-                           DRAFT_STATUS if answer.draft_id else None, queued.after, target=INTERACTION_TARGET)
+                           DRAFT_STATUS if answer.draft_id else None, queued.after, target=INTERACTION_TARGET,
+                           modifier_id=answer.agent_id)
     change = reply_transition(answer.leave_open, answer.expect_reply)
     tickets.record_reply(conn, ticket.ticket_id, change)
     interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, change.action, answer.agent, ticket.status,
-                           change.after)
+                           change.after, modifier_id=answer.agent_id)
     attachments = tuple(AttachmentInfo(a.filename, a.content_type, len(a.data), a.content_id)
                         for a in draft.attachments)
     audit = interactions.audit_entries(conn, ticket.ticket_id, draft.interaction_id, None)   # its own, and the ticket's

@@ -54,11 +54,13 @@ def update_draft(conn: psycopg.Connection, row: OutboundRow) -> object:
 
 
 def add_audit(conn: psycopg.Connection, ticket_id: int, interaction_id: int | None, action: str, modifier: str,
-              before: str | None, after: str | None, target: str = TICKET_TARGET) -> None:
-    """One status change: of the ticket (target 'ticket') or of the interaction itself ('interaction')."""
+              before: str | None, after: str | None, target: str = TICKET_TARGET,
+              modifier_id: int | None = None) -> None:
+    """One status change: of the ticket (target 'ticket') or of the interaction itself ('interaction'), with the
+    agent's id when an agent made it."""
     conn.execute('INSERT INTO status_audit (ticket_id, interaction_id, action, modifier, status_before, '
-                 'status_after, target) VALUES (%s, %s, %s, %s, %s, %s, %s)',
-                 (ticket_id, interaction_id, action, modifier, before, after, target))
+                 'status_after, target, modifier_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)',
+                 (ticket_id, interaction_id, action, modifier, before, after, target, modifier_id))
 
 
 def change_interaction_status(conn: psycopg.Connection, ticket_id: int, interaction_id: int, transition_name: str,
@@ -116,10 +118,9 @@ def find_question(conn: psycopg.Connection, ticket_id: int, interaction_id: int 
 def audit_entries(conn: psycopg.Connection, ticket_id: int, interaction_id: int | None,
                   target: str | None) -> tuple[AuditEntry, ...]:
     """The changes an interaction made to the ticket ('ticket'), to itself ('interaction') or both (None), in
-    order, with the id of the agent who made each."""
+    order, with the id of the agent who made each (when an agent of the API did)."""
     rows = conn.execute(
-        'SELECT s.at, s.action, s.modifier, s.status_before, s.status_after, a.agent_id FROM status_audit s '
-        'LEFT JOIN agent a ON a.login = s.modifier '
+        'SELECT s.at, s.action, s.modifier, s.status_before, s.status_after, s.modifier_id FROM status_audit s '
         'WHERE s.ticket_id = %s AND s.interaction_id IS NOT DISTINCT FROM %s '
         '  AND (%s::text IS NULL OR s.target = %s::text) ORDER BY s.audit_id',
         (ticket_id, interaction_id, target, target)).fetchall()
