@@ -304,6 +304,18 @@ def parse_message_ids(value) -> list[str]:
     return list(dict.fromkeys(i.strip() for i in ids if i.strip()))
 
 
+_HEADER_END = re.compile(rb'\r?\n\r?\n')
+_MESSAGE_ID_FIELD = re.compile(rb'^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)', re.IGNORECASE | re.MULTILINE)
+
+
+def raw_message_id(data: bytes) -> str | None:
+    """The Message-ID of a message's bytes, read from its header section alone with two regular expressions and
+    no parser (for a message that crashed the parser): what parse_message would give, in the usual cases."""
+    end = _HEADER_END.search(data)
+    found = _MESSAGE_ID_FIELD.search(data[:end.start()] if end else data)
+    return parse_message_id(found.group(1)) if found else None
+
+
 def parse_message_id(value) -> str | None:
     ids = parse_message_ids(value)
     if ids:

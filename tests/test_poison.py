@@ -124,6 +124,43 @@ def test_messages_handed_in_are_stored_in_the_server_when_no_worker_can_start(db
                         ).fetchone()[0] == 1
 
 
+def test_a_message_whose_worker_died_after_its_commit_is_answered_as_stored_not_quarantined(db_url, mailbox, conn):
+    """A worker killed between its batch's commit and its answer (a moment kill -9 cannot hit on purpose): the
+    decision after a second crash is taken here directly. A stored message is answered as what it became; one
+    that is not stored, with or without a Message-ID, is quarantined as a crash."""
+    from ticketing.api.mail_intake import MailIntake
+    from ticketing.config import Config
+    from ticketing.model import Agent
+    from ticketing.operations.mail import MailRequest
+    from ticketing.store.pool import Pools
+
+    agent = Agent(1, 'anna', 'Anna', None, 'admin', True)
+    stored = MailRequest(agent, 1, make_message(message_id='<stored-then-killed@c.example>'))
+    no_id = MailRequest(agent, 1, make_message(message_id=None, subject='no id'))
+    never = MailRequest(agent, 1, make_message(message_id='<never-stored@c.example>'))
+
+    async def decide():
+        pools = Pools(db_url, 2, 5)
+        await pools.open()
+        intake = MailIntake(pools, Config(database_url=db_url))
+        try:
+            first = [await intake.store(stored), await intake.store(no_id)]
+            after = [intake.after_second_crash(request) for request in (stored, no_id, never)]
+            return first, after
+        finally:
+            await intake.close()
+            await pools.close()
+    first, after = asyncio.run(decide())
+    [[again], [again_no_id], [crashed]] = after
+    assert (again.outcome.outcome, again.outcome.ticket.ticket_id) == ('duplicate', first[0].outcome.ticket.ticket_id)
+    assert again.outcome.interaction_id == first[0].outcome.interaction_id
+    assert (again_no_id.outcome.outcome, again_no_id.outcome.interaction_id) == ('duplicate',
+                                                                               first[1].outcome.interaction_id)
+    assert crashed.outcome.outcome == 'quarantined' and crashed.quarantine_id is not None
+    assert conn.execute('SELECT count(*) FROM quarantine').fetchone()[0] == 1
+    assert conn.execute('SELECT count(*) FROM interaction').fetchone()[0] == 2
+
+
 def spool_one(conn) -> int:
     return conn.execute("INSERT INTO raw_message (sha256, data, size, state) VALUES ('\\x00', 'x', 1, 'pending') "
                         'RETURNING raw_id').fetchone()[0]

@@ -97,6 +97,11 @@ def storage_message_id(parsed: ParsedMail, sha256: bytes) -> str:
     """The Message-ID a message is stored and deduplicated under; one is derived from the bytes if absent."""
     if parsed.message_id:
         return normalize_message_id(parsed.message_id)
+    return derived_message_id(sha256)
+
+
+def derived_message_id(sha256: bytes) -> str:
+    """The Message-ID of a message that has none: made from the sha256 of its bytes."""
     return '%s@%s' % (sha256.hex(), DERIVED_ID_DOMAIN)
 
 

@@ -26,7 +26,7 @@ from ..config import Config
 from ..intake.parse_ahead import PARSE_WORKERS, ParseResult
 from ..intake.worker_pool import WorkerDied, WorkerProcess, WorkersUnavailable
 from ..operations import mail_workers
-from ..operations.mail import MailRequest, MailResult, UnknownMailboxId, create_from_mails
+from ..operations.mail import MailRequest, MailResult, UnknownMailboxId, create_from_mails, stored_already
 from ..store.pool import Pools
 
 log = logging.getLogger('postdesk.api')
@@ -146,9 +146,7 @@ class MailIntake:
             try:
                 results += await self.in_worker(worker, [request])
             except WorkerDied:
-                log.error('a message crashed its intake worker twice; it is quarantined')
-                crashed = dataclasses.replace(request, parsed=ParseResult(None, CRASHED))
-                results += await asyncio.to_thread(self.store_now, [crashed])
+                results += await asyncio.to_thread(self.after_second_crash, request)
             except WorkersUnavailable as exc:
                 results += await self.store_here([request], exc)
             finally:
@@ -158,6 +156,17 @@ class MailIntake:
     async def store_here(self, requests: list[MailRequest], why: WorkersUnavailable) -> list:
         log.warning('no intake worker could be started (%s); storing in this process', why)
         return await asyncio.to_thread(self.store_now, requests)
+
+    def after_second_crash(self, request: MailRequest) -> list:
+        """A message whose worker died twice: stored already (the worker died after its commit), or quarantined
+        as one that crashes the parser."""
+        with self.pools.operation_connection() as conn:
+            stored = stored_already(conn, request)
+        if stored is not None:
+            log.warning('an intake worker died after storing a message; it is answered as stored')
+            return [stored]
+        log.error('a message crashed its intake worker twice; it is quarantined')
+        return self.store_now([dataclasses.replace(request, parsed=ParseResult(None, CRASHED))])
 
     def store_now(self, requests: list[MailRequest]) -> list:
         with self.pools.operation_connection() as conn:

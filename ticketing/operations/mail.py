@@ -7,13 +7,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from ingest.headers import raw_message_id
+
 from ..config import Config
 from ..intake import Intake
 from ..intake.parse_ahead import ParseResult, parse_raw
-from ..model import QUARANTINED, Agent, Mailbox, Outcome, SourceMessage
+from ..intake.prepare import identity_digest
+from ..model import DUPLICATE, QUARANTINED, Agent, Mailbox, Outcome, SourceMessage
 from ..routing import directory_of
-from ..store import mailboxes, quarantine
+from ..store import batches, mailboxes, quarantine
 from ..store.db import Connection
+from ..threads import derived_message_id, normalize_message_id
 
 API_SOURCE = 'api'
 
@@ -87,3 +91,23 @@ def result_of(conn: Connection, outcome: Outcome, data: bytes) -> MailResult:
     if outcome.outcome != QUARANTINED:
         return MailResult(outcome)
     return MailResult(outcome, quarantine.held_id(conn, hashlib.sha256(data).digest()))
+
+
+def stored_already(conn: Connection, request: MailRequest) -> MailResult | None:
+    """What became of a message whose worker died once its batch had committed (so that it is not quarantined
+    as a crash when it was stored): found by the Message-ID it would be stored under, read from its header
+    section without the parser, or made from its bytes when it has none. None when it is not stored."""
+    try:
+        mailbox = mailbox_by_id(mailboxes.load_mailboxes(conn), request.agent, request.mailbox_id)
+    except UnknownMailboxId:
+        return None
+    named = raw_message_id(request.data)
+    candidates = [normalize_message_id(named)] if named else []
+    candidates.append(derived_message_id(identity_digest(request.source())))
+    known, _ = batches.thread_lookups(conn, mailbox.mailbox_id, candidates, [])
+    if not known:
+        return None
+    message_id, (ticket_id, interaction_id) = next(iter(known.items()))
+    _, summaries = batches.ticket_facts(conn, [ticket_id])
+    return MailResult(Outcome(API_SOURCE, DUPLICATE, summaries.get(ticket_id), interaction_id, None,
+                              'already stored under Message-ID <%s>' % message_id, message_id, mailbox.address))
