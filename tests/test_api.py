@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import copy
 import datetime
 import json
 import pathlib
 import re
 import signal
 import threading
-import time
 
 import httpx
 import psycopg
@@ -468,7 +466,8 @@ def test_so_timezone_converts_dates_and_an_unknown_zone_is_400(api, tokens, conn
     assert datetime.datetime.fromisoformat(tokyo['CreatedAt']) == datetime.datetime.fromisoformat(utc['CreatedAt'])
     assert unknown.status_code == 400
     assert created.status_code == 400 and 'SO-TimeZone' in created.json()['Error']
-    assert conn.execute("SELECT count(*) FROM interaction WHERE message_id = 'zone@customer.example'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM interaction WHERE message_id = 'zone@customer.example'"
+                        ).fetchone()[0] == 0
 
 
 # ------------------------------------------------------------------------------------------ iService

@@ -169,11 +169,15 @@ async def on_value_refused(request: Request, exc: Exception) -> JSONResponse:
     """A value PostgreSQL cannot hold (text with NUL, a value too large for an index, a number out of range),
     or text with a lone surrogate that has no UTF-8 form: the client's request, answered 400."""
     if isinstance(exc, UnicodeEncodeError):
-        message = 'the request holds a lone surrogate (\\u%04x), which is not a character' % ord(
-            exc.object[exc.start]) if isinstance(exc.object, str) else 'the request holds text with no UTF-8 form'
+        message = lone_surrogate('the request', exc) if isinstance(exc.object, str) else \
+            'the request holds text with no UTF-8 form'
     else:
         message = 'a value cannot be stored: %s' % first_line(exc)
     return error_response(request, 400, 'BadRequest', message)
+
+
+def lone_surrogate(where: str, exc: UnicodeEncodeError) -> str:
+    return '%s holds a lone surrogate (\\u%04x), which is not a character' % (where, ord(exc.object[exc.start]))
 
 
 def refuse_unstorable_text(value, where: str = 'request') -> None:
@@ -186,8 +190,7 @@ def refuse_unstorable_text(value, where: str = 'request') -> None:
         try:
             value.encode('utf-8')
         except UnicodeEncodeError as exc:
-            raise ApiError(400, 'BadRequest', '%s holds a lone surrogate (\\u%04x), which is not a character'
-                           % (where, ord(value[exc.start]))) from None
+            raise ApiError(400, 'BadRequest', lone_surrogate(where, exc)) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             refuse_unstorable_text(key, where)

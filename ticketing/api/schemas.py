@@ -12,6 +12,7 @@ from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 MAX_ID = 2 ** 63 - 1
+MAX_DEPTH = 32          # lists and objects in a request nest at most this deep (deeper cannot be stored and read)
 
 
 def ascii_digits(value):
@@ -25,7 +26,6 @@ def ascii_digits(value):
 PathId = Annotated[int, BeforeValidator(ascii_digits)]
 ResourceId = Annotated[PathId, Path(ge=1, le=MAX_ID)]          # path parameters of that type, as FastAPI declares them
 AttachmentNumber = Annotated[PathId, Path(ge=1, le=2 ** 31 - 1)]
-MAX_DEPTH = 32          # lists and objects in a request nest at most this deep (deeper cannot be stored and read)
 
 
 def nesting_depth(value, limit: int = MAX_DEPTH) -> int:

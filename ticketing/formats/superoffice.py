@@ -66,10 +66,11 @@ def message_json(message: MessageSummary, zone: Zone = None) -> dict:
     """A ticket's message as TicketEntity's Messages list it (seed keys, then postdesk's)."""
     return {'TicketMessageId': message.interaction_id, 'CreatedAt': iso(message.created_at, zone),
             'Slevel': 'External', 'Important': False, 'Author': author(message.from_name, message.from_email),
-            'PersonId': message.person_id, 'PersonFullName': message.from_name or None, 'ContactId': None, 'ContactName': None,
-            'ContactDepartment': None, 'NumAttachments': message.num_attachments, 'EmailHeader': message.from_email,
-            'MessageHeaders': [], 'Language': None, 'Sentiment': None, 'SentimentConfidence': None,
-            'CreatedBy': None, 'ChangedAt': iso(message.created_at, zone), 'Badge': message.type,
+            'PersonId': message.person_id, 'PersonFullName': message.from_name or None, 'ContactId': None,
+            'ContactName': None, 'ContactDepartment': None, 'NumAttachments': message.num_attachments,
+            'EmailHeader': message.from_email, 'MessageHeaders': [], 'Language': None, 'Sentiment': None,
+            'SentimentConfidence': None, 'CreatedBy': None, 'ChangedAt': iso(message.created_at, zone),
+            'Badge': message.type,
             'Subject': message.subject, 'MessageId': message.message_id, 'Type': message.type,
             'ThreadRule': message.thread_rule, 'Direction': message.direction, 'Status': message.status}
 

@@ -68,8 +68,8 @@ def change_interaction_status(conn: psycopg.Connection, ticket_id: int, interact
     """Apply a transition of the interaction's status, audited (a Sent one gets its sent date), and the ticket
     changes with it (its LastChanged, hence its ETag: the entity lists its messages' statuses). False when the
     interaction does not exist, already has that status, or the table does not allow it from its status."""
-    conn.execute('SELECT 1 FROM ticket WHERE ticket_id = %s FOR UPDATE', (ticket_id,))   # ticket first, as every
-    before = conn.execute('SELECT status FROM interaction WHERE interaction_id = %s FOR UPDATE',  # writer locks
+    conn.execute('SELECT 1 FROM ticket WHERE ticket_id = %s FOR UPDATE', (ticket_id,))   # ticket, then interaction:
+    before = conn.execute('SELECT status FROM interaction WHERE interaction_id = %s FOR UPDATE',  # every writer's order
                           (interaction_id,)).fetchone()
     transition = INTERACTION_TRANSITIONS[transition_name]
     if before is None or before[0] == transition.after or not transition.allows(before[0]):
