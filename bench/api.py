@@ -1,7 +1,8 @@
 """Benchmark: the HTTP API of `postdesk serve --http` on loopback, next to a bare FastAPI app on the same uvicorn
 setup answering a constant JSON without a database, measured in the same run.
 
-usage: python bench/api.py [--count 1000] [--connections 16] [--seconds 20] [--rounds 3] [--database-url URL]
+usage: python bench/api.py [--count 1000] [--connections 16] [--seconds 20] [--slice 2] [--rounds 3]
+                          [--database-url URL]
 
 Prints requests per second and p50/p99 latency for
   - GET /bare on the bare app (the ceiling of FastAPI + uvicorn here),
@@ -15,10 +16,12 @@ The load client is asyncio on raw keep-alive HTTP/1.1 connections (bounded: `--c
 requests or `--seconds`, whichever comes first), in this process; each server runs in its own process, stopped by
 its process id. Every figure is measured in each of `--rounds` rounds, each baseline next to what it is compared
 with: replay into a fresh database, then Create on another with a new `postdesk serve`, the bare app's GETs and
-postdesk's, SMTP idle and then under GETs. The best round of each figure (fastest rate, lowest latency) is
-compared, as the machine is shared and its other load only slows a measurement down; every round is printed
-too. Databases are new ones on the server of --database-url / DATABASE_URL / TEST_DATABASE_URL, dropped
-afterwards.
+postdesk's alternated in slices of `--slice` seconds each (three pairs), SMTP idle and then under GETs. The
+machine is shared and its speed drifts within seconds, so each ratio is taken within a pair measured back to
+back (a round's Create and replay, a slice of bare GETs and the slice of postdesk's after it, a round's SMTP
+idle and loaded) and the median of those ratios is reported; the best rate of each kind is printed beside it,
+and every round too. Databases are new ones on the server of --database-url / DATABASE_URL /
+TEST_DATABASE_URL, dropped afterwards.
 """
 from __future__ import annotations
 
@@ -200,20 +203,30 @@ def create_requests(files: list[pathlib.Path], token: str) -> list[bytes]:
     return [http_request('POST', '/api/v1/Agents/CustomerService/CreateTicketFromMailData', token, b) for b in bodies]
 
 
+SLICES = 3          # pairs of bare and postdesk GET slices in a round
+
+
 @dataclass
 class Round:
     """One round's figures: each baseline measured next to what it is compared with."""
     replay_rate: float
     created: dict
-    bare: dict
-    get: dict
+    gets: list[tuple[dict, dict]]         # (the bare app's slice, postdesk's slice after it)
     smtp_idle: float
     smtp_loaded: float
 
 
+def paired_gets(bare_port: int, http_port: int, gets: list[bytes], args) -> list[tuple[dict, dict]]:
+    """The bare app's GETs and postdesk's, alternated in slices of `args.slice` seconds (bounded in count too),
+    so that each pair sees the machine as it was for both."""
+    bare_requests = [http_request('GET', '/bare')] * (args.count * 100)
+    return [(load(bare_port, bare_requests, args.connections, args.slice),
+             load(http_port, gets, args.connections, args.slice)) for _ in range(SLICES)]
+
+
 def measure_round(url: str, corpus: str, files: list[pathlib.Path], bare_port: int, args) -> Round:
     """replay into a fresh database, then a fresh database and `postdesk serve` for Create, the GETs of its
-    tickets next to the bare app's, and SMTP idle and under those GETs; the server is stopped by its process id
+    tickets alternated with the bare app's, and SMTP idle and under those GETs; the server is stopped by its process id
     and its database dropped whatever fails."""
     replay_rate = len(files) / replay(url, corpus).seconds
     name, database_url = fresh_database(url)
@@ -225,11 +238,10 @@ def measure_round(url: str, corpus: str, files: list[pathlib.Path], bare_port: i
                                                  '--lmtp', 'off'], env)
         created = load(ports['HTTP'], create_requests(files, token), min(8, args.connections), args.seconds * 6)
         ids = ticket_ids(ports['HTTP'], token)
-        gets = [http_request('GET', '/api/v1/Ticket/%d' % random.choice(ids), token) for _ in range(args.count * 5)]
-        bare = load(bare_port, [http_request('GET', '/bare')] * (args.count * 5), args.connections, args.seconds)
-        get = load(ports['HTTP'], gets, args.connections, args.seconds)
+        gets = [http_request('GET', '/api/v1/Ticket/%d' % random.choice(ids), token) for _ in range(args.count * 20)]
+        paired = paired_gets(bare_port, ports['HTTP'], gets, args)
         idle, loaded = smtp_under_load(ports, files[0].read_bytes(), gets[:200], args.connections, args.seconds)
-        return Round(replay_rate, created, bare, get, idle, loaded)
+        return Round(replay_rate, created, paired, idle, loaded)
     finally:
         if postdesk is not None:
             stop(postdesk)
@@ -237,24 +249,25 @@ def measure_round(url: str, corpus: str, files: list[pathlib.Path], bare_port: i
 
 
 def report(rounds: list[Round], count: int) -> None:
-    """The best round of each figure (the fastest rate, the lowest latency): the machine is shared, and its
-    other load only ever slows a measurement down."""
-    created = max([r.created for r in rounds], key=lambda c: c['rate'])
-    replay_rate = max(r.replay_rate for r in rounds)
-    bare = max([r.bare for r in rounds], key=lambda b: b['rate'])
-    get = max([r.get for r in rounds], key=lambda g: g['rate'])
-    idle, loaded = min(r.smtp_idle for r in rounds), min(r.smtp_loaded for r in rounds)
-    show('CreateTicketFromMailData (%d messages)' % count, created)
-    print('%-44s %8.0f messages/s' % ('postdesk replay of the same messages', replay_rate))
-    show('bare FastAPI GET /bare', bare)
-    show('GET /api/v1/Ticket/{id}, Bearer', get)
-    print('SMTP end of DATA to 250, p50: idle %.2f ms, API saturated %.2f ms' % (idle * 1000, loaded * 1000))
+    """The median of the ratios of pairs measured back to back, and the best rate of each kind beside it (the
+    machine's other load only ever slows a measurement down)."""
+    pairs = [pair for r in rounds for pair in r.gets]
+    show('CreateTicketFromMailData (%d messages)' % count, max([r.created for r in rounds], key=lambda c: c['rate']))
+    print('%-44s %8.0f messages/s' % ('postdesk replay of the same messages', max(r.replay_rate for r in rounds)))
+    show('bare FastAPI GET /bare', max([bare for bare, _ in pairs], key=lambda b: b['rate']))
+    show('GET /api/v1/Ticket/{id}, Bearer', max([get for _, get in pairs], key=lambda g: g['rate']))
+    print('SMTP end of DATA to 250, p50: idle %.2f ms, API saturated %.2f ms' % (
+        min(r.smtp_idle for r in rounds) * 1000, min(r.smtp_loaded for r in rounds) * 1000))
     for number, r in enumerate(rounds, 1):
-        print('  round %d: Create %.0f/s, replay %.0f/s, bare %.0f/s, GET %.0f/s, SMTP idle %.2f ms, loaded %.2f ms'
-              % (number, r.created['rate'], r.replay_rate, r.bare['rate'], r.get['rate'], r.smtp_idle * 1000,
-                 r.smtp_loaded * 1000))
-    print('ratios: GET/bare %.2f (target >= 0.3), Create/replay %.2f (target >= 0.5), SMTP loaded/idle %.2f '
-          '(target <= 2)' % (get['rate'] / bare['rate'], created['rate'] / replay_rate, loaded / idle))
+        print('  round %d: Create %.0f/s, replay %.0f/s, bare/GET %s, SMTP idle %.2f ms, loaded %.2f ms' % (
+            number, r.created['rate'], r.replay_rate,
+            ', '.join('%.0f/%.0f' % (bare['rate'], get['rate']) for bare, get in r.gets),
+            r.smtp_idle * 1000, r.smtp_loaded * 1000))
+    get_bare = statistics.median(get['rate'] / bare['rate'] for bare, get in pairs)
+    create_replay = statistics.median(r.created['rate'] / r.replay_rate for r in rounds)
+    loaded_idle = statistics.median(r.smtp_loaded / r.smtp_idle for r in rounds)
+    print('ratios (medians of pairs measured back to back): GET/bare %.2f (target >= 0.3), Create/replay %.2f '
+          '(target >= 0.5), SMTP loaded/idle %.2f (target <= 2)' % (get_bare, create_replay, loaded_idle))
 
 
 def main() -> int:
@@ -262,6 +275,7 @@ def main() -> int:
     parser.add_argument('--count', type=int, default=1000, help='benchmark messages (and GETs per round x 5)')
     parser.add_argument('--connections', type=int, default=16)
     parser.add_argument('--seconds', type=float, default=20.0, help='at most this long per measurement')
+    parser.add_argument('--slice', type=float, default=2.0, help='seconds of each bare or postdesk GET slice')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--database-url')
     args = parser.parse_args()
