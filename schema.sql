@@ -144,6 +144,13 @@ CREATE INDEX IF NOT EXISTS ticket_connect_idx ON ticket (connect_id) WHERE conne
 ALTER TABLE ticket ADD COLUMN IF NOT EXISTS deadline timestamptz;
 CREATE INDEX IF NOT EXISTS ticket_last_changed_idx ON ticket (last_changed DESC, ticket_id DESC);
 CREATE INDEX IF NOT EXISTS ticket_owner_idx ON ticket (owned_by, base_status) WHERE owned_by IS NOT NULL;
+-- The id of each tag name (SuperOffice's TicketEntity lists its Tags as {Id, Name, ToolTip}); a ticket keeps the
+-- names (ticket.tags), and a name has its row from the moment a ticket is first saved with it.
+CREATE TABLE IF NOT EXISTS tag (
+    tag_id serial PRIMARY KEY,
+    name   text NOT NULL UNIQUE
+);
+INSERT INTO tag (name) SELECT DISTINCT unnest(tags) FROM ticket WHERE tags <> '{}' ON CONFLICT (name) DO NOTHING;
 
 -- Every inbound message's bytes, stored before anything else can fail, with its envelope when it came by SMTP.
 CREATE TABLE IF NOT EXISTS raw_message (

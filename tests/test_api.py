@@ -390,12 +390,31 @@ def test_save_ticket_entity_updates_what_it_may_and_audits_the_agent(api, tokens
     entity = saved.json()
     assert (entity['Title'], entity['BaseStatus'], entity['Status'], entity['Category'], entity['Priority']) == \
         ('Order 1001 lost', 'Closed', 'Closed', 'Orders', 'High')
-    assert entity['Tags'] == ['courier', 'refund'] and entity['CustomFields'] == {'OrderNumber': '1001'}
+    assert [tag['Name'] for tag in entity['Tags']] == ['courier', 'refund'] and entity['CustomFields'] == {'OrderNumber': '1001'}
     assert entity['NumMessages'] == 1 and entity['OwnedBy']['AssociateId'] == 1 and entity['ClosedAt']
     assert entity['Deadline'].startswith('2026-12-24T11:00:00')
     modifiers = {m for (m,) in conn.execute('SELECT modifier FROM status_audit WHERE ticket_id = %s AND '
                                             "action <> 'Created from email'", (ticket_id,))}
     assert modifiers == {'anna'}
+
+
+def test_tags_are_the_seeds_objects_with_one_id_per_name(api, tokens):
+    seed_tags = [{'Id': 131, 'Name': 'Bins, Willms and Fritsch', 'ToolTip': 'Quis magnam velit harum totam.'},
+                 {'Id': 131, 'Name': 'Bins, Willms and Fritsch', 'ToolTip': 'Quis magnam velit harum totam.'},
+                 {'Name': 'Thompson Group'}]
+    with client(api, tokens['anna']) as http:
+        first = new_ticket(http, message_id='<tags1@customer.example>')['TicketId']
+        second = new_ticket(http, subject='Another order', message_id='<tags2@customer.example>')['TicketId']
+        saved = http.post(SAVE_PATH, json={'TicketId': first, 'Tags': seed_tags})
+        other = http.post(SAVE_PATH, json={'TicketId': second, 'Tags': ['Thompson Group']})
+        shown = http.get('/api/v1/Ticket/%d' % first).json()
+    assert saved.status_code == 200 and other.status_code == 200 and first != second, (saved.text, other.text)
+    tags = saved.json()['Tags']
+    assert [sorted(tag) for tag in tags] == [['Id', 'Name', 'ToolTip']] * 2
+    assert [tag['Name'] for tag in tags] == ['Bins, Willms and Fritsch', 'Thompson Group']
+    assert all(isinstance(tag['Id'], int) for tag in tags) and tags[0]['Id'] != tags[1]['Id']
+    assert other.json()['Tags'][0]['Id'] == tags[1]['Id']
+    assert shown['Tags'] == tags
 
 
 def test_save_ticket_entity_creates_a_ticket_without_sending_mail(api, tokens, conn):

@@ -269,7 +269,7 @@ def test_small_liberties_clients_take(api, tokens, conn):
     assert_json_status(weak, 412)
     assert_json_status(boolean, 400)
     assert_json_status(blank, 400)
-    assert tagged.status_code == 200 and tagged.json()['Tags'] == ['vip']
+    assert tagged.status_code == 200 and [tag['Name'] for tag in tagged.json()['Tags']] == ['vip']
     get_ticket = document['paths']['/api/v1/Ticket/{ticket_id}']['get']['responses']['200']
     assert 'ETag' in get_ticket.get('headers', {})
     [api_param] = [p for p in document['paths'][ISERVICE]['post']['parameters'] if p['name'] == 'api']

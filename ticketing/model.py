@@ -218,6 +218,13 @@ class MessageSummary:
 
 
 @dataclass(frozen=True)
+class Tag:
+    """A ticket's tag: its name and the id the name has (None only for a name written before ids were kept)."""
+    tag_id: int | None
+    name: str
+
+
+@dataclass(frozen=True)
 class TicketRecord:
     """A ticket with the fields of SuperOffice's TicketEntity that mean something for mail."""
     ticket_id: int
@@ -238,7 +245,7 @@ class TicketRecord:
     num_messages: int
     num_replies: int
     has_attachment: bool
-    tags: tuple[str, ...]
+    tags: tuple[Tag, ...]
     replied_at: datetime.datetime | None
     closed_at: datetime.datetime | None
     mailbox_id: int

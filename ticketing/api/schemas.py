@@ -109,6 +109,13 @@ class TicketEntityIn(Open):
     MailboxId: int | None = Field(default=None, ge=0, le=2 ** 31 - 1, strict=True)
 
 
+class TagItem(BaseModel):
+    """One of a ticket's Tags, as the seed's TicketEntity lists them."""
+    Id: int | None = None
+    Name: str
+    ToolTip: str = ''
+
+
 class TicketEntity(Open):
     """SaveTicketEntity's and GET Ticket's answer; with $select, the fields not named are null."""
     TicketId: int | None = None
@@ -126,7 +133,7 @@ class TicketEntity(Open):
     NumMessages: int | None = None
     NumReplies: int | None = None
     HasAttachment: bool | None = None
-    Tags: list | None = None
+    Tags: list[TagItem] | None = None
     Deadline: str | None = None
     CustomFields: dict | None = None
     Messages: list[dict] | None = None

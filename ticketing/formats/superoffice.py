@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import html
 
-from ..model import MessageDetail, MessageSummary, Outcome, TicketPage, TicketRecord
+from ..model import MessageDetail, MessageSummary, Outcome, Tag, TicketPage, TicketRecord
 from ..statuses import base_status_name
 from .dates import iso, minutes_between
 
@@ -91,6 +91,11 @@ def owner_json(ticket: TicketRecord) -> dict | None:
     return {'AssociateId': ticket.owner_id, 'FullName': ticket.owner_name}
 
 
+def tag_json(tag: Tag) -> dict:
+    """A tag as the seed's TicketEntity lists it."""
+    return {'Id': tag.tag_id, 'Name': tag.name, 'ToolTip': ''}
+
+
 def ticket_entity(ticket: TicketRecord, zone: Zone = None) -> dict:
     first = ticket.messages[0] if ticket.messages else None
     entity = {
@@ -99,8 +104,9 @@ def ticket_entity(ticket: TicketRecord, zone: Zone = None) -> dict:
         'Status': ticket.status, 'Category': ticket.category, 'Priority': ticket.priority,
         'OwnedBy': owner_json(ticket), 'Person': person_json(ticket), 'FromAddress': ticket.from_address,
         'ConnectId': ticket.connect_id, 'NumMessages': ticket.num_messages, 'NumReplies': ticket.num_replies,
-        'HasAttachment': ticket.has_attachment, 'Tags': list(ticket.tags), 'RepliedAt': iso(ticket.replied_at, zone),
-        'ClosedAt': iso(ticket.closed_at, zone), 'Deadline': iso(ticket.deadline, zone),
+        'HasAttachment': ticket.has_attachment, 'Tags': [tag_json(tag) for tag in ticket.tags],
+        'RepliedAt': iso(ticket.replied_at, zone), 'ClosedAt': iso(ticket.closed_at, zone),
+        'Deadline': iso(ticket.deadline, zone),
         'MailboxId': ticket.mailbox_id, 'Mailbox': ticket.mailbox_address, 'Flagged': ticket.flagged,
         'QueueId': ticket.queue_id, 'WorkbinId': ticket.workbin_id, 'CustomFields': ticket.custom_fields,
         'ExtraFields': {}, 'Messages': [message_json(m, zone) for m in ticket.messages],

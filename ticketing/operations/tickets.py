@@ -113,7 +113,7 @@ def field_changes(conn: Connection, agent: Agent, ticket: TicketRecord, changes:
     if values.get('connect_id') is not None and (values['connect_id'] == ticket.ticket_id or not
                                                  ticket_edits.ticket_exists(conn, values['connect_id'], agent.scope)):
         raise BadSave('ConnectId %s is not another ticket' % values['connect_id'])
-    if 'tags' in changes and tuple(changes['tags']) != ticket.tags:
+    if 'tags' in changes and tuple(changes['tags']) != tuple(tag.name for tag in ticket.tags):
         values['tags'] = list(changes['tags'])
         audits.append((FIELD_CHANGED % 'Tags', None, None))
     if 'custom_fields' in changes:

@@ -38,7 +38,15 @@ def update_ticket(conn: psycopg.Connection, ticket_id: int, values: dict) -> Non
     assignments = [sql.SQL('{} = {}').format(sql.Identifier(column), sql.Placeholder()) for column in values]
     statement = sql.SQL('UPDATE ticket SET {}, last_changed = now() WHERE ticket_id = {}').format(
         sql.SQL(', ').join(assignments), sql.Placeholder())
+    if 'tags' in values:
+        name_tags(conn, values['tags'])
     conn.execute(statement, [_value(v) for v in values.values()] + [ticket_id])
+
+
+def name_tags(conn: psycopg.Connection, names: list[str]) -> None:
+    """Give each tag name its id (the tag table's row), for those new."""
+    conn.execute('INSERT INTO tag (name) SELECT DISTINCT unnest(%s::text[]) ON CONFLICT (name) DO NOTHING',
+                 (list(names),))
 
 
 def _value(value):

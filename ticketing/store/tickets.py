@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
-from ..model import MessageSummary, TicketForReply, TicketRecord
+from ..model import MessageSummary, Tag, TicketForReply, TicketRecord
 from ..statuses import (CLOSED_BASE, MERGED_HERE_ACTION, SYSTEM_MODIFIER, TICKET_TARGET, Transition,
                         ticket_transition)
 
@@ -18,10 +18,13 @@ class TicketNotFound(LookupError):
     pass
 
 
+# A ticket's tags in their order, each as [its id, its name].
+_TAGS = ('CASE WHEN cardinality(t.tags) = 0 THEN \'[]\'::json ELSE (SELECT json_agg(json_build_array(g.tag_id, u.name) '
+         'ORDER BY u.n) FROM unnest(t.tags) WITH ORDINALITY AS u (name, n) LEFT JOIN tag g ON g.name = u.name) END')
 _TICKET = (
     'SELECT t.ticket_id, t.title, t.created_at, t.last_changed, t.base_status, t.status, t.category, '
     '       t.priority, t.owned_by, a.full_name, t.person_id, p.full_name, p.email, t.from_address, '
-    '       t.connect_id, t.num_messages, t.num_replies, t.has_attachment, t.tags, t.replied_at, t.closed_at, '
+    '       t.connect_id, t.num_messages, t.num_replies, t.has_attachment, ' + _TAGS + ', t.replied_at, t.closed_at, '
     '       t.mailbox_id, m.address, t.custom_fields, t.flagged, t.queue_id, t.workbin_id, t.deadline, '
     '       p.contact_name '
     'FROM ticket t JOIN mailbox m USING (mailbox_id) LEFT JOIN person p USING (person_id) '
@@ -38,7 +41,7 @@ def ticket_record(conn: psycopg.Connection, ticket_id: int) -> TicketRecord:
 
 def _record(row: tuple, messages: tuple[MessageSummary, ...] = ()) -> TicketRecord:
     values = list(row)
-    values[18] = tuple(values[18] or ())          # tags
+    values[18] = tuple(Tag(tag_id, name) for tag_id, name in values[18] or ())
     return TicketRecord(*values, messages=messages)
 
 
