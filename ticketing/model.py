@@ -66,6 +66,7 @@ class SourceMessage:
     trace_len: int = 0              # bytes of postdesk's own Received: header in front (not part of the identity)
     sha256: bytes | None = None     # the digest of the bytes after trace_len, when the store computed it already
     handed_in_by: str | None = None  # the agent who handed the message in (the API), who its audit entries name
+    handed_in_by_id: int | None = None  # that agent's id
 
     @property
     def sent(self) -> bytes:

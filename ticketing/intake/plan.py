@@ -279,7 +279,8 @@ class Planner:
         self.knowledge.facts[ticket_id] = TicketFacts(ticket_id, mailbox.mailbox_id, created.base,
                                                       participants_of(parsed), token)
         self.plan.rows.audits.append(AuditRow(ticket_id, interaction_id, created.action,
-                                              modifier_of(placement.prepared), None, created.after, TICKET_TARGET))
+                                              modifier_of(placement.prepared), None, created.after, TICKET_TARGET,
+                                              placement.prepared.message.handed_in_by_id))
 
     def follow_up(self, placement: Placement, ticket_id: int, decision: ThreadDecision, interaction_id: int) -> None:
         parsed = placement.prepared.parsed
@@ -296,7 +297,8 @@ class Planner:
         if decision.reopen:
             self.plan.rows.audits.append(AuditRow(ticket_id, interaction_id, reopened.action,
                                                   modifier_of(placement.prepared),
-                                                  CLOSED, reopened.after, TICKET_TARGET))
+                                                  CLOSED, reopened.after, TICKET_TARGET,
+                                                  placement.prepared.message.handed_in_by_id))
 
     def count_on_new_ticket(self, ticket_id: int, has_attachment: bool) -> None:
         new = self.plan.new_tickets[ticket_id]

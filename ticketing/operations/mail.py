@@ -43,7 +43,8 @@ class MailRequest:
     parsed: ParseResult | None = None
 
     def source(self) -> SourceMessage:
-        return SourceMessage(self.data, API_SOURCE, handed_in_by=self.agent.login)
+        return SourceMessage(self.data, API_SOURCE, handed_in_by=self.agent.login,
+                             handed_in_by_id=self.agent.agent_id)
 
 
 def mailbox_by_id(known: list[Mailbox], agent: Agent, mailbox_id: int) -> Mailbox:

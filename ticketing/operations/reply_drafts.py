@@ -49,7 +49,7 @@ def start_reply(conn: Connection, agent: Agent, item: WorkItem, reply_all: bool,
                       agent.agent_id, item.interaction_id, drafts_bin.workbin_id if drafts_bin else None)
     started = interaction_transition('draft')
     interactions.add_audit(conn, ticket.ticket_id, draft_id, started.action, agent.login, None, started.after,
-                           target=INTERACTION_TARGET)
+                           target=INTERACTION_TARGET, modifier_id=agent.agent_id)
     work.change_work(conn, item, transition, agent.login, agent.login)
     change = Change(result={'id': str(draft_id)})
     tell(conn, change, draft_id, agent.agent_id, NEW_INTERACTION)

@@ -48,7 +48,8 @@ def save_ticket(conn: Connection, agent: Agent, save: TicketSave, if_match: str 
         if values:
             ticket_edits.update_ticket(conn, ticket_id, values)
         for action, before, after in audits:
-            interactions.add_audit(conn, ticket_id, None, action, agent.login, before, after)
+            interactions.add_audit(conn, ticket_id, None, action, agent.login, before, after,
+                                   modifier_id=agent.agent_id)
         return ticket_edits.read_ticket(conn, ticket_id)
 
 
@@ -67,7 +68,8 @@ def create_ticket(conn: Connection, agent: Agent, save: TicketSave) -> int:
                                            save.from_address or email)
     ticket_edits.update_ticket(conn, ticket_id, {'category': save.changes.get('category', mailbox.category),
                                                  'priority': save.changes.get('priority', mailbox.priority)})
-    interactions.add_audit(conn, ticket_id, None, created.action, agent.login, None, created.after)
+    interactions.add_audit(conn, ticket_id, None, created.action, agent.login, None, created.after,
+                           modifier_id=agent.agent_id)
     return ticket_id
 
 

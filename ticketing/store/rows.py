@@ -125,6 +125,7 @@ class AuditRow(NamedTuple):
     status_before: str | None
     status_after: str | None
     target: str
+    modifier_id: int | None = None       # the agent's id, when an agent caused the entry
 
 
 class OutboxRow(NamedTuple):
