@@ -107,8 +107,13 @@ def test_errors_are_json_with_their_status(api, tokens):
         too_large = http.post(MAIL_PATH, json={'MailboxId': 1, 'Data': 'x' * 400000})
         bad_id = http.get('/api/v1/Ticket/notanumber')
         two_routes = http.post('/api/v2/interactions/1', json={})
+        slashed = http.get('/api/v1/Ticket/1/', headers={'Host': 'evil.example'})
+        escaped = http.get('/api/v1/Ticket%2F', headers={'Host': 'evil.example'})
     assert [r.status_code for r in (missing, wrong_method, malformed, not_json, too_large, bad_id)] == \
         [404, 405, 400, 415, 413, 400]
+    for response in (slashed, escaped):       # no redirect to wherever the client's Host header points
+        assert response.status_code == 404 and 'location' not in response.headers
+        assert response.json()['Status'] == 404
     assert wrong_method.headers['Allow'] == 'GET, HEAD'
     assert two_routes.status_code == 405 and two_routes.headers['Allow'] == 'GET, HEAD, PUT'   # every route of it
     for response in (missing, wrong_method, malformed, not_json, too_large, bad_id):

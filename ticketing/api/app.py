@@ -460,7 +460,7 @@ def create_app(state: ApiState) -> FastAPI:
     state.bayeux = state.bayeux or Bayeux(pool_runner(state.pools), Bell(), BayeuxSettings(
         state.config.long_poll_seconds, state.config.notification_session_ttl))
     app = FastAPI(title='postdesk', version='1', docs_url=None, redoc_url=None, openapi_url='/openapi.json',
-                  telemetry=NO_TELEMETRY,
+                  telemetry=NO_TELEMETRY, redirect_slashes=False,   # a path's spelling is its route, never a 307
                   description='SuperOffice tickets and mail, iService replies, Genesys interactions and workbins, '
                               'CometD notifications, for postdesk agents.')
     app.state.api = state
