@@ -383,6 +383,20 @@ def test_a_message_its_attachments_and_raw_bytes_byte_for_byte(api, tokens):
     assert raw.content == message and raw.headers['content-type'].startswith('message/rfc822')
 
 
+def test_an_8bit_message_crosses_json_as_utf8_with_its_other_bytes_escaped(api, tokens):
+    message = (b'From: Ren\xe9 <rene@customer.example>\r\nTo: %s\r\nSubject: Caf\xe9 ferm\xe9\r\n'
+               b'Message-ID: <latin1@customer.example>\r\nContent-Type: text/plain; charset=iso-8859-1\r\n'
+               b'Content-Transfer-Encoding: 8bit\r\n\r\nLe caf\xe9 est ferm\xe9.\r\n' % MAILBOX.encode())
+    data = message.decode('utf-8', 'surrogateescape')          # as the README's one-liner sends a file
+    with client(api, tokens['anna']) as http:
+        info = http.post(MAIL_PATH, content=json.dumps({'MailboxId': 1, 'Data': data}),
+                         headers={'Content-Type': 'application/json'}).json()
+        raw = http.get('/api/v1/TicketMessage/%d/Raw' % info['InteractionId'])
+        shown = http.get('/api/v1/TicketMessage/%d' % info['InteractionId']).json()
+    assert raw.content == message
+    assert info['Title'] == 'Café fermé' and 'Le café est fermé.' in shown['PlainBody']
+
+
 def test_save_ticket_entity_updates_what_it_may_and_audits_the_agent(api, tokens, conn):
     with client(api, tokens['anna']) as http:
         ticket_id = new_ticket(http)['TicketId']
