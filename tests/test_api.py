@@ -409,8 +409,10 @@ def test_save_ticket_entity_updates_what_it_may_and_audits_the_agent(api, tokens
     entity = saved.json()
     assert (entity['Title'], entity['BaseStatus'], entity['Status'], entity['Category'], entity['Priority']) == \
         ('Order 1001 lost', 'Closed', 'Closed', 'Orders', 'High')
-    assert [tag['Name'] for tag in entity['Tags']] == ['courier', 'refund'] and entity['CustomFields'] == {'OrderNumber': '1001'}
-    assert entity['NumMessages'] == 1 and entity['OwnedBy']['AssociateId'] == 1 and entity['ClosedAt']
+    assert [tag['Name'] for tag in entity['Tags']] == ['courier', 'refund']
+    assert entity['CustomFields'] == {'OrderNumber': '1001'}
+    assert entity['NumMessages'] == 1 and entity['OwnedBy']['AssociateId'] == 1
+    assert entity['ClosedAt'] == entity['LastChanged']        # one change, one time
     assert entity['Deadline'].startswith('2026-12-24T11:00:00')
     anna_id = conn.execute("SELECT agent_id FROM agent WHERE login = 'anna'").fetchone()[0]
     modifiers = set(conn.execute('SELECT modifier, modifier_id FROM status_audit WHERE ticket_id = %s',

@@ -9,8 +9,6 @@ a save without one is applied.
 """
 from __future__ import annotations
 
-import datetime
-
 from ..formats.entities import etag_matches
 from ..model import ROUND_ROBIN, UNASSIGNED, Agent, TicketRecord, TicketSave
 from ..statuses import (ASSIGNED, CLOSED_BASE, FIELD_CHANGED, UNASSIGNED as UNASSIGNED_ACTION, TransitionError,
@@ -18,6 +16,7 @@ from ..statuses import (ASSIGNED, CLOSED_BASE, FIELD_CHANGED, UNASSIGNED as UNAS
 from ..store import agents, interactions, mailboxes, ticket_edits
 from ..store.db import Connection
 from ..store.tickets import TicketNotFound
+from ..store.writes import NOW
 
 MAX_ADDRESS = 254
 _PLAIN_FIELDS = (('title', 'Title'), ('category', 'Category'), ('priority', 'Priority'), ('deadline', 'Deadline'),
@@ -101,7 +100,7 @@ def status_change(ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
         raise BadSave(str(exc)) from exc
     if transition is None:
         return {}, []
-    closed_at = datetime.datetime.now(datetime.timezone.utc) if transition.base == CLOSED_BASE else None
+    closed_at = NOW if transition.base == CLOSED_BASE else None
     return ({'base_status': transition.base, 'status': transition.after, 'closed_at': closed_at},
             [(transition.action, ticket.status, transition.after)])
 

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 from ..model import CaseContext, TicketRecord
 from .batches import upsert_persons
 from .tickets import _TICKET, _record, ticket_messages
+from .writes import NOW
 
 # The TicketEntity fields an agent may change, as their columns (written by name, never from the request).
 EDITABLE_COLUMNS = frozenset({'title', 'base_status', 'status', 'category', 'priority', 'owned_by', 'tags',
@@ -31,16 +32,18 @@ def read_ticket(conn: psycopg.Connection, ticket_id: int) -> TicketRecord:
 
 
 def update_ticket(conn: psycopg.Connection, ticket_id: int, values: dict) -> None:
-    """Write the changed columns; last_changed moves on (it is the ticket's ETag)."""
+    """Write the changed columns (NOW: the transaction's time, as last_changed's); last_changed moves on (it is
+    the ticket's ETag)."""
     unknown = set(values) - EDITABLE_COLUMNS
     if unknown:
         raise ValueError('not editable: %s' % ', '.join(sorted(unknown)))
-    assignments = [sql.SQL('{} = {}').format(sql.Identifier(column), sql.Placeholder()) for column in values]
+    assignments = [sql.SQL('{} = {}').format(sql.Identifier(column), sql.SQL('now()') if value is NOW
+                                             else sql.Placeholder()) for column, value in values.items()]
     statement = sql.SQL('UPDATE ticket SET {}, last_changed = now() WHERE ticket_id = {}').format(
         sql.SQL(', ').join(assignments), sql.Placeholder())
     if 'tags' in values:
         name_tags(conn, values['tags'])
-    conn.execute(statement, [_value(v) for v in values.values()] + [ticket_id])
+    conn.execute(statement, [_value(v) for v in values.values() if v is not NOW] + [ticket_id])
 
 
 def name_tags(conn: psycopg.Connection, names: list[str]) -> None:

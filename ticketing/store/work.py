@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from ..model import WorkItem
 from ..statuses import ACCEPTED, ADMIN_ROLE, DRAFT, INVITED, QUEUED, WORK_TARGET, WorkTransition
 from .rows import OutboundRow
-from .writes import insert_statement
+from .writes import NOW, insert_statement
 
 _ITEM = ('SELECT i.interaction_id, i.ticket_id, i.mailbox_id, i.direction, i.state, i.queue_id, q.name, '
          '       i.workbin_id, i.owner_id, i.invited_id, i.rejected_by, i.subject, i.from_name, i.from_email, '
@@ -54,9 +54,6 @@ def work_items(conn: psycopg.Connection, states: tuple[str, ...], agent_id: int 
                         '%(agent)s OR i.invited_id = %(agent)s) ORDER BY i.interaction_id',
                         {'states': list(states), 'agent': agent_id}).fetchall()
     return [_item(row) for row in rows]
-
-
-NOW = object()          # a column value that means: the transaction's time
 
 
 def change_work(conn: psycopg.Connection, item: WorkItem, transition: WorkTransition, modifier: str,

@@ -10,6 +10,8 @@ from psycopg import sql
 
 from .rows import InteractionRow, columns
 
+NOW = object()          # a column value that means: the transaction's time (now())
+
 
 class DuplicateMessage(Exception):
     """The interaction was stored meanwhile by another writer (a concurrent replay or intake worker)."""
