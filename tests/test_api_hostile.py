@@ -297,5 +297,6 @@ def test_a_ticket_id_that_is_not_one_is_400_after_the_credentials(api, tokens):
         assert_json_status(answer, 400)
     assert padded.json()['TicketId'] == ticket_id
     assert_json_status(filtered, 400)
+    assert 'MailboxId in $filter' in filtered.json()['Error']       # the field as the client names it
     assert_json_status(unauthenticated, 401)
     assert 'WWW-Authenticate' in unauthenticated.headers

@@ -175,6 +175,9 @@ def literal(value: str) -> str:
     return value
 
 
+_FILTER_FIELDS = {'owned_by': 'OwnedBy', 'mailbox_id': 'MailboxId'}
+
+
 def filter_value(name: str, value: str):
     if name == 'base_status':
         base = base_status_named(value)
@@ -184,7 +187,7 @@ def filter_value(name: str, value: str):
     if name == 'changed_after':
         return date_of(value.replace(' ', '+'), 'LastChanged')    # a + of the offset, decoded as a space
     if not re.fullmatch(r'-?[0-9]{1,18}', value):
-        raise BadEntity('%s in $filter must be a number' % name)
+        raise BadEntity('%s in $filter must be a number' % _FILTER_FIELDS[name])
     return int(value)
 
 
