@@ -201,6 +201,14 @@ def test_basic_takes_the_login_with_the_password_or_the_token(api, tokens, conn)
             assert http.get('/api/v1/Ticket').status_code == 200
 
 
+def test_a_login_basic_could_not_carry_is_refused_by_agent_add(api, run_postdesk, conn):
+    for login in ('sales:desk', 'anna smith', 'anna\x7f', ''):
+        refused = run_postdesk('agent', 'add', login, '--mailbox', MAILBOX)
+        assert refused.returncode != 0 and 'login' in refused.stderr, (login, refused.stderr)
+    assert conn.execute("SELECT count(*) FROM agent WHERE login IN ('sales:desk', 'anna smith', 'anna\x7f')"
+                        ).fetchone()[0] == 0
+
+
 def test_a_new_token_replaces_the_old_one(api, tokens, run_postdesk):
     new = run_postdesk('agent', 'token', 'anna', check=True).stdout.strip()
     with client(api, tokens['anna']) as old_client, client(api, new) as new_client:

@@ -82,8 +82,7 @@ def add_agent(conn: Connection, request: NewAgent, key: str) -> tuple[Agent, str
     BadAgent."""
     if request.role not in AGENT_ROLES:
         raise BadAgent('role must be one of %s, not %r' % (', '.join(AGENT_ROLES), request.role))
-    if not request.login.strip():
-        raise BadAgent('an agent needs a login')
+    check_login(request.login.strip())
     if request.capacity < 0:
         raise BadAgent('capacity must be 0 or more, not %d' % request.capacity)
     mailbox_ids = [find_mailbox(conn, address).mailbox_id for address in request.mailboxes]
@@ -94,6 +93,17 @@ def add_agent(conn: Connection, request: NewAgent, key: str) -> tuple[Agent, str
                                     request.role, token_hash(key, token), mailbox_ids)
         set_up_work(conn, agent.agent_id, request, queue_ids)
     return agent, token
+
+
+def check_login(login: str) -> None:
+    """A login an agent can sign in with: not empty, and nothing HTTP Basic's `login:secret` (RFC 7617) cannot
+    carry or a shell would split: no colon, whitespace or control character. Raises BadAgent."""
+    if not login:
+        raise BadAgent('an agent needs a login')
+    unfit = sorted({c for c in login if c == ':' or c.isspace() or not c.isprintable()})
+    if unfit:
+        raise BadAgent('a login cannot hold %s (HTTP Basic could not sign it in): %r' % (
+            ', '.join(repr(c) for c in unfit), login))
 
 
 def queue_named(conn: Connection, name: str) -> int:
