@@ -238,12 +238,22 @@ def test_another_mailboxs_ticket_is_404_exactly_like_a_missing_one(api, tokens):
         missing.content.replace(str(ticket_id + 1000).encode(), b'N')
 
 
-def test_repeated_failures_are_slowed_and_then_refused_with_429(api):
+def test_repeated_failures_are_slowed_and_then_refused_with_429(api, tokens, conn):
+    set_password(conn, 'sven', 'a long passphrase')
     with client(api, 'pd_wrong') as http:
         codes = [http.get('/api/v1/Ticket').status_code for _ in range(10)]
         refused = http.get('/api/v1/Ticket')
     assert codes == [401] * 10
     assert refused.status_code == 429 and int(refused.headers['Retry-After']) > 0
+    assert refused.json()['Status'] == 429
+    base = 'http://127.0.0.1:%d' % api.http_port
+    with httpx.Client(base_url=base, auth=('sven', 'a long passphrase')) as password, \
+            httpx.Client(base_url=base, auth=('anna', tokens['anna'])) as basic_token, \
+            client(api, tokens['sven']) as bearer:
+        # the same address: a password is refused for now, a valid token (never seen before) is not
+        assert password.get('/api/v1/Ticket').status_code == 429
+        assert basic_token.get('/api/v1/Ticket').status_code == 200
+        assert bearer.get('/api/v1/Ticket').status_code == 200
 
 
 # ------------------------------------------------------------------------------------------ SuperOffice

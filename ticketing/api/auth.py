@@ -4,7 +4,8 @@ password by argon2, in a thread, off the event loop. A missing or wrong credenti
 is 401 with `WWW-Authenticate`.
 
 Repeated failures from one address are slowed (each attempt waits longer) and then refused with 429 and
-Retry-After until the window has passed; the count is this process's, kept in memory and bounded. Credentials
+Retry-After until the window has passed; a valid token is accepted all the same (it cannot be guessed), so the
+limit falls on guesses and passwords. The count is this process's, kept in memory and bounded. Credentials
 not known already are checked one at a time per address, so that a burst of concurrent guesses is counted as
 it goes and cannot outrun the limit.
 """
@@ -142,17 +143,21 @@ def cache_key(key: str, found: tuple[str, str | None, str]) -> bytes:
 
 
 async def checked_agent(request: Request, found: tuple[str, str | None, str], key: bytes, address: str) -> Agent:
-    """Credentials the cache does not know, checked in the address's turn: slowed or refused after failures,
-    counted when wrong. Raises ApiError 401 or 429."""
+    """Credentials the cache does not know, checked in the address's turn. A valid token is accepted whatever the
+    address's failures (a token cannot be guessed, and its check is one index probe), so one guesser behind a
+    shared address does not lock out the agents beside it; anything else is slowed or refused (429) after
+    failures before its password is tried, and counted when wrong. Raises ApiError 401 or 429."""
     state = state_of(request)
     async with state.throttle.turn(address):
         agent = state.agent_cache.get(key)
         if agent is not None:
             return agent
-        delay = state.throttle.delay(address)
-        if delay:
-            await asyncio.sleep(delay)
-        agent = await agent_from_database(request, found)
+        agent, named = await agent_by_token(request, found)
+        if agent is None or not agent.active:
+            delay = state.throttle.delay(address)
+            if delay:
+                await asyncio.sleep(delay)
+            agent = await agent_by_password(named, found[2])
         if agent is None or not agent.active:
             state.throttle.fail(address)
             raise unauthorized('invalid credentials')
@@ -160,20 +165,29 @@ async def checked_agent(request: Request, found: tuple[str, str | None, str], ke
         return agent
 
 
-async def agent_from_database(request: Request, found: tuple[str, str | None, str]) -> Agent | None:
+async def agent_by_token(request: Request, found: tuple[str, str | None, str]
+                         ) -> tuple[Agent | None, tuple[Agent, str | None] | None]:
+    """The agent whose token the secret is, if any; and for Basic, the agent its login names with its password
+    hash (for agent_by_password)."""
     state = state_of(request)
     scheme, login, secret = found
     if scheme == 'bearer':
-        return await state.pools.read(agents.agent_by_token, token_hash(state.key, secret))
+        return await state.pools.read(agents.agent_by_token, token_hash(state.key, secret)), None
     stored = await state.pools.read(agents.agent_by_login, login)
     if stored is None:
-        return None
+        return None, None
     agent, password_hash, stored_token = stored
     if stored_token is not None and hmac.compare_digest(token_hash(state.key, secret), stored_token):
-        return agent
-    if password_hash and await asyncio.to_thread(password_matches, password_hash, secret):
-        return agent
-    return None
+        return agent, None
+    return None, (agent, password_hash)
+
+
+async def agent_by_password(named: tuple[Agent, str | None] | None, secret: str) -> Agent | None:
+    """The agent a Basic login names, when the secret is its password (argon2, in a thread)."""
+    if named is None or not named[1]:
+        return None
+    agent, password_hash = named
+    return agent if await asyncio.to_thread(password_matches, password_hash, secret) else None
 
 
 async def current_agent(request: Request) -> Agent:
