@@ -586,11 +586,13 @@ def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_lev
 def test_send_closes_and_attachments_are_base64(api, tokens, conn):
     with client(api, tokens['anna']) as http:
         info = new_ticket(http)
+        before = http.get('/api/v1/Ticket/%d' % info['TicketId']).json()
         request = seed_request(info['InteractionId'], attachments=[
             {'fileName': 'label.txt', 'contentType': 'text/plain', 'data': base64.b64encode(b'parcel 1001').decode()}])
         answer = http.post('/webapp-api-mq-myqueue', params={'api': 'send'}, json=request)
         shown = http.get('/api/v1/Ticket/%d' % info['TicketId']).json()
     assert answer.status_code == 200, answer.text
+    assert (before['HasAttachment'], shown['HasAttachment']) == (False, True)     # the reply's attachment counts
     assert [a['name'] for a in answer.json()['response']['details']['attachments']] == ['label.txt']
     assert shown['BaseStatus'] == 'Closed'
     assert [a['statusName'] for a in answer.json()['response']['details']['statusAudit']] == ['Unsent', 'Closed']

@@ -137,7 +137,7 @@ def store_reply(conn: Connection, ticket: TicketForReply, question: Question | N
                            DRAFT_STATUS if answer.draft_id else None, queued.after, target=INTERACTION_TARGET,
                            modifier_id=answer.agent_id)
     change = reply_transition(answer.leave_open, answer.expect_reply)
-    tickets.record_reply(conn, ticket.ticket_id, change)
+    tickets.record_reply(conn, ticket.ticket_id, change, bool(draft.attachments))
     interactions.add_audit(conn, ticket.ticket_id, draft.interaction_id, change.action, answer.agent, ticket.status,
                            change.after, modifier_id=answer.agent_id)
     attachments = tuple(AttachmentInfo(a.filename, a.content_type, len(a.data), a.content_id)

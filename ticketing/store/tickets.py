@@ -82,13 +82,16 @@ def lock_ticket_for_reply(conn: psycopg.Connection, ticket_id: int) -> TicketFor
     return TicketForReply(*row) if row is not None else None
 
 
-def record_reply(conn: psycopg.Connection, ticket_id: int, transition: Transition) -> None:
-    """Counters and status after a reply: closed (send and close), left open, or waiting for the customer."""
+def record_reply(conn: psycopg.Connection, ticket_id: int, transition: Transition, has_attachment: bool) -> None:
+    """Counters and status after a reply: closed (send and close), left open, or waiting for the customer; a
+    reply with attachments makes the ticket one that has some."""
     conn.execute(
         'UPDATE ticket SET num_replies = num_replies + 1, num_messages = num_messages + 1, replied_at = now(), '
         '  last_changed = now(), base_status = %(base)s, status = %(status)s, '
+        '  has_attachment = has_attachment OR %(attached)s, '
         '  closed_at = CASE WHEN %(base)s = %(closed)s THEN now() ELSE NULL END WHERE ticket_id = %(ticket)s',
-        {'base': transition.base, 'status': transition.after, 'closed': CLOSED_BASE, 'ticket': ticket_id})
+        {'base': transition.base, 'status': transition.after, 'closed': CLOSED_BASE, 'ticket': ticket_id,
+         'attached': has_attachment})
 
 
 def flag_ticket(conn: psycopg.Connection, ticket_id: int | None, reason: str) -> None:
