@@ -146,10 +146,11 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMai
         defects.append('message of %d bytes exceeds the %d byte limit; only the first %d bytes were parsed'
                        % (size, limits.max_message_bytes, limits.max_message_bytes))
         raw = raw[:limits.max_message_bytes]
-    message = _parse_structure(repair_header_folding(strip_leading_blank_lines(raw)), defects)
+    source = repair_header_folding(strip_leading_blank_lines(raw))
+    message = _parse_structure(source, defects)
     if not message.keys():
         raise NotAMessage('no RFC 822 header fields found')
-    return _build(message, limits, defects, size)
+    return _build(message, limits, defects, size, source)
 
 
 def _outlook_message(raw: bytes, defects: list[str]) -> bytes:
@@ -180,10 +181,10 @@ def _header_index(message: Message) -> dict[str, list]:
     return index
 
 
-def _build(message: Message, limits: ParseLimits, defects: list[str], size: int) -> ParsedMail:
+def _build(message: Message, limits: ParseLimits, defects: list[str], size: int, source: bytes) -> ParsedMail:
     headers = _header_index(message)
     fallbacks = DeclaredCharsets(message, limits.max_parts)
-    walked = walk(message, WalkLimits(limits.max_depth, limits.max_parts), fallbacks)
+    walked = walk(message, WalkLimits(limits.max_depth, limits.max_parts), fallbacks, source)
     defects.extend(walked.defects)
     defects.extend(_stdlib_defects(message, limits.max_parts))
     bodies = compose_bodies(walked.bodies, BodyLimits(limits.max_html_bytes, limits.max_html_to_text_bytes,

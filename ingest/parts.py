@@ -36,6 +36,7 @@ from .charsets import clean_text, decode_bytes
 from .headers import decode_unstructured, raw_bytes, unfold
 from .model import Attachment
 from .params import main_value, parse_params
+from .source import SourceIndex
 from .structure import needs_boundary_repair, reparse_with_boundary, sniff_boundary
 
 _BODY_TYPES = ('text/plain', 'text/html')
@@ -72,6 +73,7 @@ class WalkResult:
     defects: list[str] = field(default_factory=list)
     reports: list[Message] = field(default_factory=list)     # message/delivery-status parts, for classify
     enclosed: list[Message] = field(default_factory=list)    # attached messages and header blocks, for classify
+    sources: SourceIndex | None = None                       # the bytes parts were parsed from, when known
 
 
 _CONTENT_HEADERS = frozenset({'content-type', 'content-disposition', 'content-id', 'content-location',
@@ -163,8 +165,10 @@ def _find_declared_charsets(message: Message, limit: int) -> tuple[str, ...]:
     return tuple(found)
 
 
-def walk(message: Message, limits: WalkLimits, fallbacks: Iterable[str]) -> WalkResult:
-    result = WalkResult()
+def walk(message: Message, limits: WalkLimits, fallbacks: Iterable[str], source: bytes | None = None) -> WalkResult:
+    """The message's body texts, attachments and reports; `source`, the bytes it was parsed from, keeps attached
+    messages byte for byte."""
+    result = WalkResult(sources=SourceIndex(message, source, limits.max_parts) if source is not None else None)
     taken_names: set[str] = set()
     stack: list[tuple[Message, int, Place]] = [(message, 0, Place())]
     seen = 0
@@ -376,7 +380,7 @@ def _leaf_attachment(part: Message, info: PartInfo, data: bytes, filename: str =
 
 def _attached_message(part: Message, info: PartInfo, fallbacks, result: WalkResult) -> Attachment:
     inner = part.get_payload(0) if part.get_payload() else None
-    data = flatten(inner) if isinstance(inner, Message) else b''
+    data = attached_bytes(inner, result) if isinstance(inner, Message) else b''
     if info.transfer_encoding in ('base64', 'quoted-printable'):
         # RFC 2046 forbids encoding message/rfc822, mailers do it anyway: the parser read the encoded text as a
         # message. Decode it and read the real one.
@@ -388,6 +392,12 @@ def _attached_message(part: Message, info: PartInfo, fallbacks, result: WalkResu
     if not filename and info.content_type == 'message/rfc822' and isinstance(inner, Message):
         filename = att.message_filename(decode_unstructured(part_header(inner, 'subject'), fallbacks))
     return _leaf_attachment(part, info, data, filename)
+
+
+def attached_bytes(inner: Message, result: WalkResult) -> bytes:
+    """An attached message as it was sent, else flattened again."""
+    original = result.sources.bytes_of(inner) if result.sources is not None else None
+    return original if original is not None else flatten(inner)
 
 
 def decode_transfer_encoding(data: bytes, encoding: str) -> bytes:

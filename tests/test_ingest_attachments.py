@@ -221,6 +221,20 @@ def test_attached_message_without_subject_gets_a_generic_name():
     assert name.endswith('.eml') and len(name) > 4
 
 
+@pytest.mark.parametrize('line_end', [b'\r\n', b'\n'])
+def test_attached_message_is_kept_byte_for_byte_as_its_signatures_need(line_end):
+    inner = (b'From: b@example.net\nSubject: Your order\n  folded over two lines\n'
+             b'DKIM-Signature: v=1; a=rsa-sha256; d=example.net; s=s1;\n\th=from:subject; bh=YWJj; b=ZGVm\n'
+             b'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n'
+             b'Caf\xe9 au lait  \n\nFrom here on, the end.\n').replace(b'\n', line_end)
+    nested = (b'Content-Type: multipart/mixed; boundary="INNER"\n\n--INNER\nContent-Type: message/rfc822\n\n'
+              .replace(b'\n', line_end) + inner + line_end + b'--INNER--' + line_end)
+    raw = with_parts(b'Content-Type: message/rfc822\n\n'.replace(b'\n', line_end) + inner,
+                     nested).replace(b'\n', line_end).replace(b'\r\r\n', b'\r\n')
+    mail = parse_message(raw)
+    assert [a.data for a in mail.attachments] == [inner, inner]     # the line break before a delimiter is its own
+
+
 @pytest.mark.parametrize('encoding', ['base64', 'quoted-printable'])
 def test_transfer_encoded_attached_message_is_decoded_and_named_after_its_subject(encoding):
     inner = 'From: b@example.net\nSubject: Über uns\n\nHallo\n'.encode()
