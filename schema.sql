@@ -147,8 +147,9 @@ CREATE INDEX IF NOT EXISTS ticket_owner_idx ON ticket (owned_by, base_status) WH
 -- The id of each tag name (SuperOffice's TicketEntity lists its Tags as {Id, Name, ToolTip}); a ticket keeps the
 -- names (ticket.tags), and a name has its row from the moment a ticket is first saved with it.
 CREATE TABLE IF NOT EXISTS tag (
-    tag_id serial PRIMARY KEY,
-    name   text NOT NULL UNIQUE
+    tag_id  serial PRIMARY KEY,
+    name    text NOT NULL UNIQUE,
+    tooltip text NOT NULL DEFAULT ''
 );
 INSERT INTO tag (name) SELECT DISTINCT unnest(tags) FROM ticket WHERE tags <> '{}' ON CONFLICT (name) DO NOTHING;
 

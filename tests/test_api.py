@@ -451,10 +451,18 @@ def test_tags_are_the_seeds_objects_with_one_id_per_name(api, tokens):
     assert saved.status_code == 200 and other.status_code == 200 and first != second, (saved.text, other.text)
     tags = saved.json()['Tags']
     assert [sorted(tag) for tag in tags] == [['Id', 'Name', 'ToolTip']] * 2
-    assert [tag['Name'] for tag in tags] == ['Bins, Willms and Fritsch', 'Thompson Group']
+    assert [(tag['Name'], tag['ToolTip']) for tag in tags] == [
+        ('Bins, Willms and Fritsch', 'Quis magnam velit harum totam.'), ('Thompson Group', '')]
     assert all(isinstance(tag['Id'], int) for tag in tags) and tags[0]['Id'] != tags[1]['Id']
     assert other.json()['Tags'][0]['Id'] == tags[1]['Id']
     assert shown['Tags'] == tags
+    with client(api, tokens['anna']) as http:     # a tag named by its Id alone is that tag, whatever Name comes
+        by_id = http.post(SAVE_PATH, json={'TicketId': second, 'Tags': [{'Id': tags[0]['Id']},
+                                                                        {'Id': tags[1]['Id'], 'Name': 'other'}]})
+        unknown = http.post(SAVE_PATH, json={'TicketId': second, 'Tags': [{'Id': 2 ** 31 - 1}]})
+        after = http.get('/api/v1/Ticket/%d' % second).json()
+    assert by_id.status_code == 200 and by_id.json()['Tags'] == tags, by_id.text
+    assert unknown.status_code == 400 and after['Tags'] == tags
 
 
 def test_save_ticket_entity_creates_a_ticket_without_sending_mail(api, tokens, conn):

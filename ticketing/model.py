@@ -220,9 +220,11 @@ class MessageSummary:
 
 @dataclass(frozen=True)
 class Tag:
-    """A ticket's tag: its name and the id the name has (None only for a name written before ids were kept)."""
+    """A ticket's tag: its name, the id the name has (None only for a name written before ids were kept) and its
+    ToolTip. In a save (SuperOffice's Tags), either the id or the name may be missing."""
     tag_id: int | None
-    name: str
+    name: str | None
+    tooltip: str = ''
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from ..model import TicketFilter, TicketRecord, TicketSave
+from ..model import Tag, TicketFilter, TicketRecord, TicketSave
 from ..statuses import base_status_named, ticket_status_named
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -64,6 +64,24 @@ def name_of(value, field: str) -> str | None:
                 raise BadEntity('%s.%s must be a string' % (field, key))
         return None
     raise BadEntity('%s must be a string or an object with a Name' % field)
+
+
+def tag_of(value) -> Tag:
+    """One of Tags: a name, or the seed's object with an Id, a Name or both, and perhaps a ToolTip. Raises
+    BadEntity."""
+    if isinstance(value, str):
+        return Tag(None, value.strip())
+    if not isinstance(value, dict):
+        raise BadEntity('every tag of Tags is a string or an object with an Id or a Name')
+    tag_id, name, tooltip = value.get('Id'), value.get('Name'), value.get('ToolTip')
+    if tag_id is not None and (isinstance(tag_id, bool) or not isinstance(tag_id, int) or not 0 < tag_id < 2 ** 31):
+        raise BadEntity('Tags[].Id must be the number of a tag')
+    for key, given in (('Name', name), ('ToolTip', tooltip)):
+        if given is not None and not isinstance(given, str):
+            raise BadEntity('Tags[].%s must be a string' % key)
+    if tag_id is None and name is None:
+        raise BadEntity('every tag of Tags is a string or an object with an Id or a Name')
+    return Tag(tag_id, name.strip() if name is not None else None, (tooltip or '').strip())
 
 
 def date_of(value, field: str) -> datetime.datetime | None:
@@ -124,10 +142,7 @@ def field_changes(entity: dict) -> dict:
     if owner is not None:
         changes['owned_by'] = owner
     if isinstance(entity.get('Tags'), list):
-        named = [name_of(tag, 'Tags') for tag in entity['Tags']]
-        if any(name is None for name in named):
-            raise BadEntity('every tag of Tags is a string or an object with a Name')
-        changes['tags'] = tuple(dict.fromkeys(t.strip() for t in named if t.strip()))
+        changes['tags'] = tuple(tag for tag in map(tag_of, entity['Tags']) if tag.tag_id is not None or tag.name)
     if 'Deadline' in entity:
         changes['deadline'] = date_of(entity['Deadline'], 'Deadline')
     if 'ConnectId' in entity:

@@ -93,7 +93,7 @@ def owner_json(ticket: TicketRecord) -> dict | None:
 
 def tag_json(tag: Tag) -> dict:
     """A tag as the seed's TicketEntity lists it."""
-    return {'Id': tag.tag_id, 'Name': tag.name, 'ToolTip': ''}
+    return {'Id': tag.tag_id, 'Name': tag.name, 'ToolTip': tag.tooltip}
 
 
 def ticket_entity(ticket: TicketRecord, zone: Zone = None) -> dict:

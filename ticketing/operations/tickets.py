@@ -10,7 +10,7 @@ a save without one is applied.
 from __future__ import annotations
 
 from ..formats.entities import etag_matches
-from ..model import ROUND_ROBIN, UNASSIGNED, Agent, TicketRecord, TicketSave
+from ..model import ROUND_ROBIN, UNASSIGNED, Agent, Tag, TicketRecord, TicketSave
 from ..statuses import (ASSIGNED, CLOSED_BASE, FIELD_CHANGED, UNASSIGNED as UNASSIGNED_ACTION, TransitionError,
                         agent_transition, ticket_transition)
 from ..store import agents, interactions, mailboxes, ticket_edits
@@ -105,6 +105,21 @@ def status_change(ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
             [(transition.action, ticket.status, transition.after)])
 
 
+def named_tags(conn: Connection, wanted: tuple[Tag, ...]) -> list[Tag]:
+    """The tags a save names, each with its name, once each in their first order: a tag given by an Id that is a
+    tag's is that tag, whatever Name came with it; by an Id that is none (another system's, as in the seed's
+    sample) and a Name, the tag of that name. Raises BadSave for an Id that is no tag's given without a Name."""
+    by_id = ticket_edits.tag_names(conn, [tag.tag_id for tag in wanted if tag.tag_id is not None])
+    named: dict[str, Tag] = {}
+    for tag in wanted:
+        name = by_id.get(tag.tag_id, tag.name)
+        if not name:
+            raise BadSave('Tags: no tag has Id %d' % tag.tag_id)
+        kept = named.get(name)
+        named[name] = Tag(None, name, tag.tooltip or (kept.tooltip if kept else ''))
+    return list(named.values())
+
+
 def field_changes(conn: Connection, agent: Agent, ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
     values, audits = {}, []
     for column, name in _PLAIN_FIELDS:
@@ -114,9 +129,12 @@ def field_changes(conn: Connection, agent: Agent, ticket: TicketRecord, changes:
     if values.get('connect_id') is not None and (values['connect_id'] == ticket.ticket_id or not
                                                  ticket_edits.ticket_exists(conn, values['connect_id'], agent.scope)):
         raise BadSave('ConnectId %s is not another ticket' % values['connect_id'])
-    if 'tags' in changes and tuple(changes['tags']) != tuple(tag.name for tag in ticket.tags):
-        values['tags'] = list(changes['tags'])
-        audits.append((FIELD_CHANGED % 'Tags', None, None))
+    if 'tags' in changes:
+        tags = named_tags(conn, changes['tags'])
+        ticket_edits.keep_tags(conn, tags)
+        if tuple(tag.name for tag in tags) != tuple(tag.name for tag in ticket.tags):
+            values['tags'] = [tag.name for tag in tags]
+            audits.append((FIELD_CHANGED % 'Tags', None, None))
     if 'custom_fields' in changes:
         merged = {**ticket.custom_fields, **changes['custom_fields']}
         if merged != ticket.custom_fields:

@@ -8,7 +8,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ..model import CaseContext, TicketRecord
+from ..model import CaseContext, Tag, TicketRecord
 from .batches import upsert_persons
 from .tickets import _TICKET, _record, ticket_messages
 from .writes import NOW
@@ -41,15 +41,23 @@ def update_ticket(conn: psycopg.Connection, ticket_id: int, values: dict) -> Non
                                              else sql.Placeholder()) for column, value in values.items()]
     statement = sql.SQL('UPDATE ticket SET {}, last_changed = now() WHERE ticket_id = {}').format(
         sql.SQL(', ').join(assignments), sql.Placeholder())
-    if 'tags' in values:
-        name_tags(conn, values['tags'])
     conn.execute(statement, [_value(v) for v in values.values() if v is not NOW] + [ticket_id])
 
 
-def name_tags(conn: psycopg.Connection, names: list[str]) -> None:
-    """Give each tag name its id (the tag table's row), for those new."""
-    conn.execute('INSERT INTO tag (name) SELECT DISTINCT unnest(%s::text[]) ON CONFLICT (name) DO NOTHING',
-                 (list(names),))
+def keep_tags(conn: psycopg.Connection, tags: list[Tag]) -> None:
+    """Give each tag name its id (a row of the tag table) if it has none, and the ToolTip given, if one is (an
+    empty one leaves the kept one). Names are distinct."""
+    if not tags:
+        return
+    conn.execute('INSERT INTO tag (name, tooltip) SELECT * FROM unnest(%s::text[], %s::text[]) '
+                 'ON CONFLICT (name) DO UPDATE SET tooltip = EXCLUDED.tooltip '
+                 "WHERE EXCLUDED.tooltip <> '' AND tag.tooltip <> EXCLUDED.tooltip",
+                 ([tag.name for tag in tags], [tag.tooltip for tag in tags]))
+
+
+def tag_names(conn: psycopg.Connection, tag_ids: list[int]) -> dict[int, str]:
+    """The names of the tags with those ids (those that exist)."""
+    return dict(conn.execute('SELECT tag_id, name FROM tag WHERE tag_id = ANY(%s)', (tag_ids,)).fetchall())
 
 
 def _value(value):

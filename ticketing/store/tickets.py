@@ -18,9 +18,10 @@ class TicketNotFound(LookupError):
     pass
 
 
-# A ticket's tags in their order, each as [its id, its name].
-_TAGS = ('CASE WHEN cardinality(t.tags) = 0 THEN \'[]\'::json ELSE (SELECT json_agg(json_build_array(g.tag_id, u.name) '
-         'ORDER BY u.n) FROM unnest(t.tags) WITH ORDINALITY AS u (name, n) LEFT JOIN tag g ON g.name = u.name) END')
+# A ticket's tags in their order, each as [its id, its name, its tooltip].
+_TAGS = ("CASE WHEN cardinality(t.tags) = 0 THEN '[]'::json ELSE "
+         '(SELECT json_agg(json_build_array(g.tag_id, u.name, g.tooltip) ORDER BY u.n) '
+         ' FROM unnest(t.tags) WITH ORDINALITY AS u (name, n) LEFT JOIN tag g ON g.name = u.name) END')
 _TICKET = (
     'SELECT t.ticket_id, t.title, t.created_at, t.last_changed, t.base_status, t.status, t.category, '
     '       t.priority, t.owned_by, a.full_name, t.person_id, p.full_name, p.email, t.from_address, '
@@ -41,7 +42,7 @@ def ticket_record(conn: psycopg.Connection, ticket_id: int) -> TicketRecord:
 
 def _record(row: tuple, messages: tuple[MessageSummary, ...] = ()) -> TicketRecord:
     values = list(row)
-    values[18] = tuple(Tag(tag_id, name) for tag_id, name in values[18] or ())
+    values[18] = tuple(Tag(tag_id, name, tooltip or '') for tag_id, name, tooltip in values[18] or ())
     return TicketRecord(*values, messages=messages)
 
 
