@@ -583,6 +583,9 @@ def test_sendleaveopen_with_the_seed_payload_answers_the_seeds_keys_at_every_lev
     assert shown['CustomFields']['threadProperties'][0]['propertyName'] == 'Account Number'
     assert conn.execute("SELECT modifier FROM status_audit WHERE action = 'Sent and left open'").fetchone()[0] == 'anna'
     assert result['details']['customerID'] == str(shown['Person']['PersonId'])
+    details = result['details']
+    assert MAILBOX in details['headerTo'] and 'my order has not arrived' in details['questionHtml']
+    assert (details['dateResolved'], details['resolvedByName']) == ('0001-01-01T00:00:00Z', '')    # still open
     anna_id = conn.execute("SELECT agent_id FROM agent WHERE login = 'anna'").fetchone()[0]
     assert [(a['action'], a['modifierID'], a['modifierName']) for a in result['details']['statusAudit']] == [
         ('Created from email', str(anna_id), 'anna')], result['details']['statusAudit']
@@ -601,11 +604,24 @@ def test_send_closes_and_attachments_are_base64(api, tokens, conn):
         shown = http.get('/api/v1/Ticket/%d' % info['TicketId']).json()
     assert answer.status_code == 200, answer.text
     assert (before['HasAttachment'], shown['HasAttachment']) == (False, True)     # the reply's attachment counts
+    details = answer.json()['details']
+    assert details['resolvedByName'] == 'anna' and details['dateResolved'].startswith(shown['ClosedAt'][:16])
     assert [a['name'] for a in answer.json()['response']['details']['attachments']] == ['label.txt']
     assert shown['BaseStatus'] == 'Closed'
     assert [a['statusName'] for a in answer.json()['response']['details']['statusAudit']] == ['Unsent', 'Closed']
     data = conn.execute('SELECT data FROM outbox').fetchone()[0]
     assert base64.b64encode(b'parcel 1001') in bytes(data)
+
+
+def test_the_questions_attachments_are_listed_in_the_details(api, tokens):
+    with client(api, tokens['anna']) as http:
+        info = new_ticket(http, message_id='<with-file@customer.example>',
+                          attachments=[('invoice.pdf', 'application/pdf', b'%PDF-1.4 invoice')])
+        answer = http.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                           json=seed_request(info['InteractionId']))
+    assert answer.status_code == 200, answer.text
+    assert [(a['name'], a['contentType'], a['size']) for a in answer.json()['details']['attachments']] == [
+        ('invoice.pdf', 'application/pdf', 16)]
 
 
 def test_a_request_that_cannot_be_carried_out_changes_nothing_and_says_why(api, tokens, conn):

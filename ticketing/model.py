@@ -147,6 +147,7 @@ class Question:
     body_plain: str
     message_id: str
     references: tuple[str, ...]
+    to_addresses: tuple[dict, ...] = ()       # its To: [{"name", "email"}]
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ class StoredReply:
     note: str
     attachments: tuple[AttachmentInfo, ...]
     audit: tuple[AuditEntry, ...]
+    closed_ticket: bool = False               # the reply closed its ticket (send and close)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from outbound.compose import ComposedReply
 from ..model import AttachmentInfo, AuditEntry, CaseContext, Question, StoredReply, TicketForReply
 from ..statuses import AGENT_EMAIL
 from .dates import ms_date, utc_z
+from .superoffice import author, plain_as_html
+
+NO_DATE = datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc)      # .NET's MinValue: the seed's "no date"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class ReplyReport:
     reply: StoredReply
     question_audit: tuple[AuditEntry, ...]
     case: CaseContext = CaseContext()
+    question_attachments: tuple[AttachmentInfo, ...] = ()
+    agent: str = ''                     # who replied: the resolver, when the reply closed the ticket
 
 
 def response_object(report: ReplyReport) -> dict:
@@ -96,11 +101,13 @@ def question_details(report: ReplyReport) -> dict:
         'threadType': question.type if question else '', 'caseProperties': case_properties(report),
         'subject': question.subject if question else ticket.title,
         'subjectBare': question.subject_bare if question else ticket.title,
-        'date': utc_z(question.date if question else ticket.created_at), 'dateResolved': None,
-        'questionHtml': (question.body_html or '') if question else '', 'attachments': [],
+        'date': utc_z(question.date if question else ticket.created_at),
+        'dateResolved': utc_z(report.reply.created_at if report.reply.closed_ticket else NO_DATE),
+        'questionHtml': question_html(question),
+        'attachments': [attachment_json(a) for a in report.question_attachments],
         'interactionProperties': [], 'customerID': str(ticket.customer_id) if ticket.customer_id else '',
         'customerName': ticket.customer_name,
-        'statusAudit': [audit_json(entry) for entry in report.question_audit],
+        'statusAudit': [audit_json(entry, case) for entry in report.question_audit],
         'customerAddresses': [ticket.customer_email] if ticket.customer_email else [],
         'customerLogins': [{'name': ticket.customer_email, 'type': 'Email'}] if ticket.customer_email else [],
         'fromAddress': sender, 'composerAddress': composed.mail_from, 'reCC': '', **segment(report),
@@ -108,12 +115,25 @@ def question_details(report: ReplyReport) -> dict:
         'responseSubject': composed.subject_bare, 'responseHtml': composed.final_html, 'note': report.reply.note,
         'responseProperties': [], 'responseAttachments': [attachment_json(a) for a in report.reply.attachments],
         'assignedToID': str(case.owner_id) if case.owner_id else '', 'assignedToName': case.owner_name or '',
-        'resolvedByName': '', 'toAddress': ', '.join(composed.recipients), 'headerFrom': sender,
-        'headerTo': '', 'cc': '', 'bcc': '', 'bodyPlain': question.body_plain if question else '',
+        'resolvedByName': report.agent if report.reply.closed_ticket else '',
+        'toAddress': ', '.join(composed.recipients), 'headerFrom': sender,
+        'headerTo': addresses(question.to_addresses) if question else '', 'cc': '', 'bcc': '',
+        'bodyPlain': question.body_plain if question else '',
         'defaultMailboxID': str(ticket.mailbox_id), 'responseFinalHtml': composed.final_html,
         'responseFinalPlain': composed.final_plain,
     }
     return details
+
+
+def question_html(question: Question | None) -> str:
+    """The question's text as HTML: its sanitised HTML, else its plain text made HTML."""
+    if question is None:
+        return ''
+    return question.body_html or plain_as_html(question.body_plain)
+
+
+def addresses(people: tuple[dict, ...]) -> str:
+    return ', '.join(author(p.get('name') or '', p.get('email') or '') for p in people if isinstance(p, dict))
 
 
 def reply_part(report: ReplyReport) -> dict:
@@ -126,15 +146,15 @@ def reply_part(report: ReplyReport) -> dict:
                     'bodyHtml': composed.final_html, 'note': reply.note, 'interactionProperties': [],
                     'caseProperties': case_properties(report),
                     'attachments': [attachment_json(a) for a in reply.attachments],
-                    'statusAudit': [audit_json(entry) for entry in reply.audit], **segment(report),
+                    'statusAudit': [audit_json(entry, case) for entry in reply.audit], **segment(report),
                     'assignedToID': '', 'operatorName': case.owner_name or ''},
     }
 
 
-def audit_json(entry: AuditEntry) -> dict:
+def audit_json(entry: AuditEntry, case: CaseContext) -> dict:
     return {'timeStamp': ms_date(entry.at), 'date': utc_z(entry.at), 'action': entry.action,
             'modifierID': str(entry.modifier_id) if entry.modifier_id else None, 'modifierName': entry.modifier,
-            'topicID': None, 'topicName': None, 'assignedToID': None, 'assignedToName': None, 'statusID': None,
+            'topicID': '', 'topicName': case.category, 'assignedToID': None, 'assignedToName': None, 'statusID': None,
             'statusName': entry.status_after}
 
 

@@ -136,9 +136,12 @@ def ticket_page_json(page: TicketPage, top: int, skip: int, zone: Zone = None) -
 
 def body_html(message: MessageDetail) -> str:
     """The message's sanitised HTML body (stored sanitised); plain text made HTML when it has none."""
-    if message.body_html:
-        return message.body_html
-    return '<div>%s</div>' % html.escape(message.body_plain).replace('\n', '<br>\n')
+    return message.body_html or plain_as_html(message.body_plain)
+
+
+def plain_as_html(text: str) -> str:
+    """Plain text as HTML that shows it as it is: escaped, its line breaks kept."""
+    return '<div>%s</div>' % html.escape(text).replace('\n', '<br>\n')
 
 
 def headers_summary(message: MessageDetail, zone: Zone = None) -> list[dict]:

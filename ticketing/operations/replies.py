@@ -19,7 +19,7 @@ from outbound.compose import ComposeError, compose_reply
 
 from ..drafts import ReplyError, display_zone, draft_for
 from ..model import Agent, Answer, AttachmentInfo, Question, StoredReply, TicketForReply, WorkItem
-from ..statuses import (AGENT_EMAIL, DELETED, DRAFT, DRAFT_STATUS, INTERACTION_TARGET, TICKET_TARGET,
+from ..statuses import (AGENT_EMAIL, CLOSED_BASE, DELETED, DRAFT, DRAFT_STATUS, INTERACTION_TARGET, TICKET_TARGET,
                         WORK_TRANSITIONS, interaction_transition, reply_transition)
 from ..store import interactions, ticket_edits, tickets, work
 from ..store.db import Connection
@@ -44,7 +44,9 @@ def send_reply(conn: Connection, answer: Answer, timezone: str = 'UTC') -> dict:
         question_audit = interactions.audit_entries(conn, ticket.ticket_id,
                                                     question.interaction_id if question else None, TICKET_TARGET)
         case = ticket_edits.case_context(conn, ticket.ticket_id)
-        return response_object(ReplyReport(ticket, question, composed, reply, question_audit, case))
+        question_files = interactions.attachment_infos(conn, question.interaction_id) if question else ()
+        return response_object(ReplyReport(ticket, question, composed, reply, question_audit, case, question_files,
+                                           answer.agent))
 
 
 class UnknownInteraction(ReplyError):
@@ -143,4 +145,5 @@ def store_reply(conn: Connection, ticket: TicketForReply, question: Question | N
     attachments = tuple(AttachmentInfo(a.filename, a.content_type, len(a.data), a.content_id)
                         for a in draft.attachments)
     audit = interactions.audit_entries(conn, ticket.ticket_id, draft.interaction_id, None)   # its own, and the ticket's
-    return StoredReply(draft.interaction_id, created_at, queued.after, answer.note or '', attachments, audit)
+    return StoredReply(draft.interaction_id, created_at, queued.after, answer.note or '', attachments, audit,
+                       change.base == CLOSED_BASE)

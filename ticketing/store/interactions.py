@@ -103,7 +103,7 @@ def find_question(conn: psycopg.Connection, ticket_id: int, interaction_id: int 
     its latest inbound one (None when it has none)."""
     row = conn.execute(
         'SELECT interaction_id, subject, subject_bare, type, status, coalesce(sent_date, created_at), from_name, '
-        '       from_email, body_html, body_plain, message_id, refs '
+        '       from_email, body_html, body_plain, message_id, refs, to_addresses '
         'FROM interaction WHERE ticket_id = %(ticket)s '
         "  AND (interaction_id = %(named)s OR (%(named)s::bigint IS NULL AND direction = 'inbound')) "
         'ORDER BY (type = %(customer)s) DESC, interaction_id DESC LIMIT 1',
@@ -111,6 +111,7 @@ def find_question(conn: psycopg.Connection, ticket_id: int, interaction_id: int 
     if row is None:
         return None
     values = list(row)
+    values[-2] = tuple(values[-2] or ())
     values[-1] = tuple(values[-1] or ())
     return Question(*values)
 
