@@ -613,6 +613,20 @@ def test_send_closes_and_attachments_are_base64(api, tokens, conn):
     assert base64.b64encode(b'parcel 1001') in bytes(data)
 
 
+def test_a_message_the_customer_sent_is_audited_as_the_customers(api, tokens):
+    import smtplib
+    with smtplib.SMTP('127.0.0.1', api.smtp_port) as smtp:
+        smtp.sendmail('anna@customer.example', [MAILBOX], make_message(message_id='<by-smtp@customer.example>'))
+    with client(api, tokens['anna']) as http:
+        wait_for(lambda: http.get('/api/v1/Ticket').json()['total'] == 1)      # stored by the spool's worker
+        [ticket] = http.get('/api/v1/Ticket').json()['items']
+        answer = http.post('/webapp-api-mq-myqueue', params={'api': 'sendleaveopen'},
+                           json=seed_request(ticket['Messages'][0]['TicketMessageId']))
+    details = answer.json()['details']
+    assert [(a['action'], a['modifierID'], a['modifierName']) for a in details['statusAudit']] == [
+        ('Created from email', details['customerID'], 'anna@customer.example')]
+
+
 def test_the_questions_attachments_are_listed_in_the_details(api, tokens):
     with client(api, tokens['anna']) as http:
         info = new_ticket(http, message_id='<with-file@customer.example>',

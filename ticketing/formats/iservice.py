@@ -107,7 +107,7 @@ def question_details(report: ReplyReport) -> dict:
         'attachments': [attachment_json(a) for a in report.question_attachments],
         'interactionProperties': [], 'customerID': str(ticket.customer_id) if ticket.customer_id else '',
         'customerName': ticket.customer_name,
-        'statusAudit': [audit_json(entry, case) for entry in report.question_audit],
+        'statusAudit': [audit_json(entry, report) for entry in report.question_audit],
         'customerAddresses': [ticket.customer_email] if ticket.customer_email else [],
         'customerLogins': [{'name': ticket.customer_email, 'type': 'Email'}] if ticket.customer_email else [],
         'fromAddress': sender, 'composerAddress': composed.mail_from, 'reCC': '', **segment(report),
@@ -146,16 +146,26 @@ def reply_part(report: ReplyReport) -> dict:
                     'bodyHtml': composed.final_html, 'note': reply.note, 'interactionProperties': [],
                     'caseProperties': case_properties(report),
                     'attachments': [attachment_json(a) for a in reply.attachments],
-                    'statusAudit': [audit_json(entry, case) for entry in reply.audit], **segment(report),
+                    'statusAudit': [audit_json(entry, report) for entry in reply.audit], **segment(report),
                     'assignedToID': '', 'operatorName': case.owner_name or ''},
     }
 
 
-def audit_json(entry: AuditEntry, case: CaseContext) -> dict:
+def audit_json(entry: AuditEntry, report: ReplyReport) -> dict:
     return {'timeStamp': ms_date(entry.at), 'date': utc_z(entry.at), 'action': entry.action,
-            'modifierID': str(entry.modifier_id) if entry.modifier_id else None, 'modifierName': entry.modifier,
-            'topicID': '', 'topicName': case.category, 'assignedToID': None, 'assignedToName': None, 'statusID': None,
+            'modifierID': modifier_id(entry, report.ticket), 'modifierName': entry.modifier,
+            'topicID': '', 'topicName': report.case.category, 'assignedToID': None, 'assignedToName': None, 'statusID': None,
             'statusName': entry.status_after}
+
+
+def modifier_id(entry: AuditEntry, ticket: TicketForReply) -> str | None:
+    """Who made the change, as iService's contact id: the agent's id, the customer's (a message the customer
+    sent), else None (postdesk itself)."""
+    if entry.modifier_id:
+        return str(entry.modifier_id)
+    if ticket.customer_id and ticket.customer_email and entry.modifier.lower() == ticket.customer_email.lower():
+        return str(ticket.customer_id)
+    return None
 
 
 def attachment_json(attachment: AttachmentInfo) -> dict:
