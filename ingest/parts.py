@@ -168,7 +168,7 @@ def _find_declared_charsets(message: Message, limit: int) -> tuple[str, ...]:
 def walk(message: Message, limits: WalkLimits, fallbacks: Iterable[str], source: bytes | None = None) -> WalkResult:
     """The message's body texts, attachments and reports; `source`, the bytes it was parsed from, keeps attached
     messages byte for byte."""
-    result = WalkResult(sources=SourceIndex(message, source, limits.max_parts) if source is not None else None)
+    result = WalkResult(sources=SourceIndex(message, source, limits.max_depth, flatten) if source is not None else None)
     taken_names: set[str] = set()
     stack: list[tuple[Message, int, Place]] = [(message, 0, Place())]
     seen = 0
@@ -361,7 +361,7 @@ def flatten(message: Message) -> bytes:
     try:
         email.generator.BytesGenerator(buffer, mangle_from_=False, policy=email.policy.compat32).flatten(message)
         return buffer.getvalue()
-    except (LookupError, UnicodeError, TypeError, ValueError):
+    except (LookupError, UnicodeError, TypeError, ValueError, RecursionError):     # nested past the stack's depth
         headers = ''.join('%s: %s\n' % (k, v) for k, v in message.raw_items())
         payload = message.get_payload()
         body = payload if isinstance(payload, str) else ''

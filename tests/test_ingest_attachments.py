@@ -235,6 +235,22 @@ def test_attached_message_is_kept_byte_for_byte_as_its_signatures_need(line_end)
     assert [a.data for a in mail.attachments] == [inner, inner]     # the line break before a delimiter is its own
 
 
+def test_an_attached_message_nested_past_the_stacks_depth_is_still_one_attachment():
+    inner = b'From: x@example.net\nSubject: leaf\n\nthe innermost text\n'
+    for level in range(300):
+        inner = b'From: a@example.net\nSubject: level %d\nContent-Type: message/rfc822\n\n' % level + inner
+    mail = parse_message(b'From: a@example.org\nSubject: deep\nContent-Type: message/rfc822\n\n' + inner)
+    [attached] = mail.attachments
+    assert attached.data == inner
+
+
+def test_bytes_that_only_look_like_the_attached_message_are_not_taken_for_it():
+    """The header block ends where the parser ended it (at a line that is no field), not at the blank line."""
+    raw = with_parts(b'Content-Type: message/rfc822\n\nX\nFrom: i@example.net\nSubject: fake\n\nfake body')
+    [attached] = parse_message(raw).attachments
+    assert attached.data != b'fake body' and b'From: i@example.net' in attached.data
+
+
 @pytest.mark.parametrize('encoding', ['base64', 'quoted-printable'])
 def test_transfer_encoded_attached_message_is_decoded_and_named_after_its_subject(encoding):
     inner = 'From: b@example.net\nSubject: Über uns\n\nHallo\n'.encode()
