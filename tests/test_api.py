@@ -456,13 +456,17 @@ def test_tags_are_the_seeds_objects_with_one_id_per_name(api, tokens):
     assert all(isinstance(tag['Id'], int) for tag in tags) and tags[0]['Id'] != tags[1]['Id']
     assert other.json()['Tags'][0]['Id'] == tags[1]['Id']
     assert shown['Tags'] == tags
-    with client(api, tokens['anna']) as http:     # a tag named by its Id alone is that tag, whatever Name comes
-        by_id = http.post(SAVE_PATH, json={'TicketId': second, 'Tags': [{'Id': tags[0]['Id']},
-                                                                        {'Id': tags[1]['Id'], 'Name': 'other'}]})
+    with client(api, tokens['anna']) as http:     # by its Id alone: our tag; with a Name: the tag of that name
+        by_id = http.post(SAVE_PATH, json={'TicketId': second, 'Tags': [
+            {'Id': tags[0]['Id']}, {'Id': tags[0]['Id'], 'Name': 'Thompson Group', 'ToolTip': 'not kept'}]})
         unknown = http.post(SAVE_PATH, json={'TicketId': second, 'Tags': [{'Id': 2 ** 31 - 1}]})
         after = http.get('/api/v1/Ticket/%d' % second).json()
-    assert by_id.status_code == 200 and by_id.json()['Tags'] == tags, by_id.text
+    with client(api, tokens['sven']) as http:     # another mailbox's agent cannot read our tags' names by Id
+        own = http.post(SAVE_PATH, json={'Title': 'Sven\'s own', 'FromAddress': 'c@customer.example'}).json()
+        probe = http.post(SAVE_PATH, json={'TicketId': own['TicketId'], 'Tags': [{'Id': tags[0]['Id']}]})
+    assert by_id.status_code == 200 and by_id.json()['Tags'] == tags, by_id.text     # a ToolTip stays the tag's
     assert unknown.status_code == 400 and after['Tags'] == tags
+    assert probe.status_code == 400 and 'Bins' not in probe.text
 
 
 def test_save_ticket_entity_creates_a_ticket_without_sending_mail(api, tokens, conn):

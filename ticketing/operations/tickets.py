@@ -105,14 +105,15 @@ def status_change(ticket: TicketRecord, changes: dict) -> tuple[dict, list]:
             [(transition.action, ticket.status, transition.after)])
 
 
-def named_tags(conn: Connection, wanted: tuple[Tag, ...]) -> list[Tag]:
-    """The tags a save names, each with its name, once each in their first order: a tag given by an Id that is a
-    tag's is that tag, whatever Name came with it; by an Id that is none (another system's, as in the seed's
-    sample) and a Name, the tag of that name. Raises BadSave for an Id that is no tag's given without a Name."""
-    by_id = ticket_edits.tag_names(conn, [tag.tag_id for tag in wanted if tag.tag_id is not None])
+def named_tags(conn: Connection, agent: Agent, wanted: tuple[Tag, ...]) -> list[Tag]:
+    """The tags a save names, each with its name, once each in their first order: a tag with a Name is the tag
+    of that name (an Id beside it may be another system's, as in the seed's sample); one given by its Id alone
+    is our tag with that Id, among those on tickets the agent may see. Raises BadSave for an Id alone that
+    names none of those."""
+    by_id = ticket_edits.tag_names(conn, [tag.tag_id for tag in wanted if not tag.name], agent.scope)
     named: dict[str, Tag] = {}
     for tag in wanted:
-        name = by_id.get(tag.tag_id, tag.name)
+        name = tag.name or by_id.get(tag.tag_id)
         if not name:
             raise BadSave('Tags: no tag has Id %d' % tag.tag_id)
         kept = named.get(name)
@@ -130,7 +131,7 @@ def field_changes(conn: Connection, agent: Agent, ticket: TicketRecord, changes:
                                                  ticket_edits.ticket_exists(conn, values['connect_id'], agent.scope)):
         raise BadSave('ConnectId %s is not another ticket' % values['connect_id'])
     if 'tags' in changes:
-        tags = named_tags(conn, changes['tags'])
+        tags = named_tags(conn, agent, changes['tags'])
         ticket_edits.keep_tags(conn, tags)
         if tuple(tag.name for tag in tags) != tuple(tag.name for tag in ticket.tags):
             values['tags'] = [tag.name for tag in tags]

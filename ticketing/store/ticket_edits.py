@@ -45,19 +45,25 @@ def update_ticket(conn: psycopg.Connection, ticket_id: int, values: dict) -> Non
 
 
 def keep_tags(conn: psycopg.Connection, tags: list[Tag]) -> None:
-    """Give each tag name its id (a row of the tag table) if it has none, and the ToolTip given, if one is (an
-    empty one leaves the kept one). Names are distinct."""
+    """Give each new tag name its id (a row of the tag table), with the ToolTip it came with; a name kept
+    already is left as it is (its ToolTip is every ticket's). Names are distinct; they are written in their
+    order, so that two saves at once wait for each other's new names in the same order, never in a circle."""
     if not tags:
         return
+    ordered = sorted(tags, key=lambda tag: tag.name)
     conn.execute('INSERT INTO tag (name, tooltip) SELECT * FROM unnest(%s::text[], %s::text[]) '
-                 'ON CONFLICT (name) DO UPDATE SET tooltip = EXCLUDED.tooltip '
-                 "WHERE EXCLUDED.tooltip <> '' AND tag.tooltip <> EXCLUDED.tooltip",
-                 ([tag.name for tag in tags], [tag.tooltip for tag in tags]))
+                 'ON CONFLICT (name) DO NOTHING', ([tag.name for tag in ordered], [tag.tooltip for tag in ordered]))
 
 
-def tag_names(conn: psycopg.Connection, tag_ids: list[int]) -> dict[int, str]:
-    """The names of the tags with those ids (those that exist)."""
-    return dict(conn.execute('SELECT tag_id, name FROM tag WHERE tag_id = ANY(%s)', (tag_ids,)).fetchall())
+def tag_names(conn: psycopg.Connection, tag_ids: list[int], scope: list[int] | None) -> dict[int, str]:
+    """The names of the tags with those ids that a ticket of the scope's mailboxes carries (any for None): a tag
+    seen only in other mailboxes is not named to an agent who may not see them."""
+    if not tag_ids:
+        return {}
+    return dict(conn.execute(
+        'SELECT g.tag_id, g.name FROM tag g WHERE g.tag_id = ANY(%s) AND EXISTS (SELECT 1 FROM ticket t '
+        'WHERE g.name = ANY(t.tags) AND (%s::int[] IS NULL OR t.mailbox_id = ANY(%s)))',
+        (tag_ids, scope, scope)).fetchall())
 
 
 def _value(value):
