@@ -204,7 +204,8 @@ def test_basic_takes_the_login_with_the_password_or_the_token(api, tokens, conn)
 def test_a_login_basic_could_not_carry_is_refused_by_agent_add(api, run_postdesk, conn):
     for login in ('sales:desk', 'anna smith', 'anna\x7f', ''):
         refused = run_postdesk('agent', 'add', login, '--mailbox', MAILBOX)
-        assert refused.returncode != 0 and 'login' in refused.stderr, (login, refused.stderr)
+        assert refused.returncode != 0 and ('cannot hold' in refused.stderr or 'needs a login' in refused.stderr), \
+            (login, refused.stderr)
     assert conn.execute("SELECT count(*) FROM agent WHERE login IN ('sales:desk', 'anna smith', 'anna\x7f')"
                         ).fetchone()[0] == 0
 
@@ -254,6 +255,8 @@ def test_repeated_failures_are_slowed_and_then_refused_with_429(api, tokens, con
         assert password.get('/api/v1/Ticket').status_code == 429
         assert basic_token.get('/api/v1/Ticket').status_code == 200
         assert bearer.get('/api/v1/Ticket').status_code == 200
+        disable_agent(conn, 'sven')                      # a disabled agent's token is no valid token
+        assert bearer.get('/api/v1/Ticket').status_code == 429
 
 
 # ------------------------------------------------------------------------------------------ SuperOffice

@@ -5,9 +5,10 @@ is 401 with `WWW-Authenticate`.
 
 Repeated failures from one address are slowed (each attempt waits longer) and then refused with 429 and
 Retry-After until the window has passed; a valid token is accepted all the same (it cannot be guessed), so the
-limit falls on guesses and passwords. The count is this process's, kept in memory and bounded. Credentials
-not known already are checked one at a time per address, so that a burst of concurrent guesses is counted as
-it goes and cannot outrun the limit.
+limit falls on guesses and passwords (each attempt still costs the token's index probe, at most one per
+connection of the read pool at a time). The count is this process's, kept in memory and bounded. What is not a
+valid token is checked one at a time per address, so that a burst of concurrent guesses is counted as it goes
+and cannot outrun the limit.
 """
 from __future__ import annotations
 
@@ -143,21 +144,20 @@ def cache_key(key: str, found: tuple[str, str | None, str]) -> bytes:
 
 
 async def checked_agent(request: Request, found: tuple[str, str | None, str], key: bytes, address: str) -> Agent:
-    """Credentials the cache does not know, checked in the address's turn. A valid token is accepted whatever the
-    address's failures (a token cannot be guessed, and its check is one index probe), so one guesser behind a
-    shared address does not lock out the agents beside it; anything else is slowed or refused (429) after
-    failures before its password is tried, and counted when wrong. Raises ApiError 401 or 429."""
+    """Credentials the cache does not know. A valid token is accepted at once, whatever the address's failures
+    (a token cannot be guessed, and its check is one index probe), so one guesser behind a shared address does
+    not lock out the agents beside it; anything else takes the address's turn, is slowed or refused (429) after
+    failures before its password is tried, and is counted when wrong. Raises ApiError 401 or 429."""
     state = state_of(request)
+    agent, named = await agent_by_token(request, found)       # outside the turn: it waits for no guesser
+    if agent is not None and agent.active:
+        state.agent_cache.put(key, agent)
+        return agent
     async with state.throttle.turn(address):
-        agent = state.agent_cache.get(key)
-        if agent is not None:
-            return agent
-        agent, named = await agent_by_token(request, found)
-        if agent is None or not agent.active:
-            delay = state.throttle.delay(address)
-            if delay:
-                await asyncio.sleep(delay)
-            agent = await agent_by_password(named, found[2])
+        delay = state.throttle.delay(address)
+        if delay:
+            await asyncio.sleep(delay)
+        agent = await agent_by_password(named, found[2])
         if agent is None or not agent.active:
             state.throttle.fail(address)
             raise unauthorized('invalid credentials')

@@ -154,8 +154,8 @@ def reply_part(report: ReplyReport) -> dict:
 def audit_json(entry: AuditEntry, report: ReplyReport) -> dict:
     return {'timeStamp': ms_date(entry.at), 'date': utc_z(entry.at), 'action': entry.action,
             'modifierID': modifier_id(entry, report.ticket), 'modifierName': entry.modifier,
-            'topicID': '', 'topicName': report.case.category, 'assignedToID': None, 'assignedToName': None, 'statusID': None,
-            'statusName': entry.status_after}
+            'topicID': '', 'topicName': report.case.category, 'assignedToID': None, 'assignedToName': None,
+            'statusID': None, 'statusName': entry.status_after}
 
 
 def modifier_id(entry: AuditEntry, ticket: TicketForReply) -> str | None:
