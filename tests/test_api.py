@@ -201,7 +201,7 @@ def test_basic_takes_the_login_with_the_password_or_the_token(api, tokens, conn)
             assert http.get('/api/v1/Ticket').status_code == 200
 
 
-def test_a_login_basic_could_not_carry_is_refused_by_agent_add(api, run_postdesk, conn):
+def test_a_login_basic_could_not_carry_is_refused_by_agent_add(mailboxes, run_postdesk, conn):
     for login in ('sales:desk', 'anna smith', 'anna\x7f', ''):
         refused = run_postdesk('agent', 'add', login, '--mailbox', MAILBOX)
         assert refused.returncode != 0 and ('cannot hold' in refused.stderr or 'needs a login' in refused.stderr), \

@@ -190,10 +190,8 @@ def literal(value: str) -> str:
     return value
 
 
-_FILTER_FIELDS = {'owned_by': 'OwnedBy', 'mailbox_id': 'MailboxId'}
-
-
-def filter_value(name: str, value: str):
+def filter_value(name: str, value: str, field: str):
+    """The value of a $filter clause on `name`; `field` is how the client named it, for its error."""
     if name == 'base_status':
         base = base_status_named(value)
         if base is None:
@@ -202,7 +200,7 @@ def filter_value(name: str, value: str):
     if name == 'changed_after':
         return date_of(value.replace(' ', '+'), 'LastChanged')    # a + of the offset, decoded as a space
     if not re.fullmatch(r'-?[0-9]{1,18}', value):
-        raise BadEntity('%s in $filter must be a number' % _FILTER_FIELDS[name])
+        raise BadEntity('%s in $filter must be a number' % field)
     return int(value)
 
 
@@ -216,5 +214,5 @@ def ticket_filter(text: str | None, top: int | None, skip: int | None) -> Ticket
         if name is None:
             raise BadEntity('$filter supports BaseStatus eq, OwnedBy eq, MailboxId eq and LastChanged gt, '
                             'joined by and; not %r' % clause)
-        wanted[name] = filter_value(name, literal(found.group(3)))
+        wanted[name] = filter_value(name, literal(found.group(3)), found.group(1))
     return TicketFilter(top=min(MAX_TOP, 100 if top is None else top), skip=skip or 0, **wanted)

@@ -13,7 +13,7 @@ from outbound.compose import ComposedReply
 from ..model import AttachmentInfo, AuditEntry, CaseContext, Question, StoredReply, TicketForReply
 from ..statuses import AGENT_EMAIL
 from .dates import ms_date, utc_z
-from .superoffice import author, plain_as_html
+from .superoffice import addresses, plain_as_html
 
 NO_DATE = datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc)      # .NET's MinValue: the seed's "no date"
 
@@ -130,10 +130,6 @@ def question_html(question: Question | None) -> str:
     if question is None:
         return ''
     return question.body_html or plain_as_html(question.body_plain)
-
-
-def addresses(people: tuple[dict, ...]) -> str:
-    return ', '.join(author(p.get('name') or '', p.get('email') or '') for p in people if isinstance(p, dict))
 
 
 def reply_part(report: ReplyReport) -> dict:

@@ -144,9 +144,12 @@ def plain_as_html(text: str) -> str:
     return '<div>%s</div>' % html.escape(text).replace('\n', '<br>\n')
 
 
+def addresses(people) -> str:
+    """Stored addresses ([{"name", "email"}]) as a header shows them."""
+    return ', '.join(author(p.get('name') or '', p.get('email') or '') for p in people or () if isinstance(p, dict))
+
+
 def headers_summary(message: MessageDetail, zone: Zone = None) -> list[dict]:
-    def addresses(people: list) -> str:
-        return ', '.join(author(p.get('name', ''), p.get('email', '')) for p in people or [])
     pairs = (('From', author(message.from_name, message.from_email)), ('To', addresses(message.to_addresses)),
              ('Cc', addresses(message.cc_addresses)), ('Subject', message.subject),
              ('Date', iso(message.sent_date or message.created_at, zone)), ('Message-ID', message.message_id),
